@@ -1,0 +1,296 @@
+import { spawn } from 'node:child_process';
+import { Command, Option } from 'commander';
+import { type DaemonFlags, runDaemon, VERSION } from '../daemon/main.js';
+import { BridgeportError } from '../model/errors.js';
+import type { PublishedPort } from '../model/state.js';
+import { ApiError, Client, ConnectError, DEFAULT_SOCKET } from './client.js';
+import { printTable } from './table.js';
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+type Json = Record<string, any>;
+
+function client(program: Command): Client {
+  const opts = program.opts<{ host?: string }>();
+  return new Client(opts.host ?? process.env.BRIDGEPORT_HOST ?? `unix://${DEFAULT_SOCKET}`);
+}
+
+const enc = encodeURIComponent;
+
+function print(json: boolean, data: unknown, table: () => void): void {
+  if (json) console.log(JSON.stringify(data, null, 2));
+  else table();
+}
+
+function boolOption(flag: string, value: string | undefined): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'true' || value === '') return true;
+  if (value === 'false') return false;
+  throw new BridgeportError(`invalid value "${value}" for ${flag}: use true or false`);
+}
+
+/** `80/tcp -> 0.0.0.0:49153`, as `docker port` prints. */
+function portLines(ports: PublishedPort[], filter?: string): string[] {
+  let wanted = ports;
+  if (filter) {
+    const [port, proto = 'tcp'] = filter.split('/');
+    wanted = ports.filter((p) => String(p.containerPort) === port && p.proto === proto);
+    if (!wanted.length) throw new BridgeportError(`no public port '${filter}' published`);
+  }
+  return wanted.map((p) => `${p.containerPort}/${p.proto} -> ${p.hostIp}:${p.hostPort}`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('bridgeport')
+    .description('Docker-style container networks with an eBPF (or iptables) datapath')
+    .version(VERSION)
+    .option('-H, --host <address>', `daemon socket (default: $BRIDGEPORT_HOST or unix://${DEFAULT_SOCKET})`)
+    .showHelpAfterError();
+
+  program
+    .command('daemon')
+    .description('run the daemon in the current network namespace')
+    .addOption(new Option('--datapath <mode>', 'auto, ebpf or iptables').default('auto'))
+    .option('--state-dir <dir>', 'where desired state is kept', '/var/lib/bridgeport')
+    .option('--run-dir <dir>', 'socket and sandbox namespaces', '/run/bridgeport')
+    .option('--uplink <iface>', 'uplink interface (repeatable; default: the default route interface)', collect, [])
+    .option('--bip <cidr>', 'default network "bridge": gateway address and prefix', '172.17.0.1/16')
+    .option('--fixed-cidr <cidr>', 'default network: range container addresses are taken from')
+    .option('--mtu <bytes>', 'default MTU of networks', '1500')
+    .option('--icc <bool>', 'inter-container communication on the default network', 'true')
+    .option('--ip <address>', 'default host address published ports bind to', '0.0.0.0')
+    .option('--ip-forward <bool>', 'enable net.ipv4.ip_forward', 'true')
+    .option('--ephemeral-ports <lo-hi>', "host ports for -P and host port 0 (default: the kernel's ip_local_port_range)")
+    .option('--metrics-addr <addr>', 'Prometheus endpoint (reserved: not served by this version)', '127.0.0.1:9477')
+    .option('--cleanup', "remove this datapath's rules from the namespace and exit")
+    .action(async (flags: DaemonFlags) => runDaemon(flags));
+
+  const network = program.command('network').description('manage networks');
+  network
+    .command('create')
+    .argument('<name>')
+    .option('--subnet <cidr>')
+    .option('--gateway <ip>')
+    .option('--ip-range <cidr>')
+    .option('--mtu <bytes>')
+    .option('--icc <bool>', 'inter-container communication (true|false)')
+    .option('--masquerade <bool>', 'masquerade egress traffic (true|false)')
+    .option('--internal', 'no traffic in or out of the network')
+    .option('--host-binding-ip <ip>', 'default host address for published ports')
+    .option('--bridge-name <iface>', 'name of the Linux bridge')
+    .option('-o, --opt <key=value>', 'driver option (com.docker.network.bridge.*, com.docker.network.driver.mtu)', collect, [])
+    .action(async (name: string, o: Json) => {
+      const options: Record<string, string> = {};
+      for (const kv of o.opt as string[]) {
+        const i = kv.indexOf('=');
+        if (i <= 0) throw new BridgeportError(`invalid option "${kv}": use KEY=VALUE`);
+        options[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+      const mtu = o.mtu === undefined ? undefined : Number(o.mtu);
+      if (mtu !== undefined && !Number.isInteger(mtu)) throw new BridgeportError(`invalid --mtu "${o.mtu}"`);
+      const net = await client(program).call<Json>('POST', '/v1/networks', {
+        name,
+        subnet: o.subnet,
+        gateway: o.gateway,
+        ipRange: o.ipRange,
+        mtu,
+        icc: boolOption('--icc', o.icc),
+        masquerade: boolOption('--masquerade', o.masquerade),
+        internal: o.internal,
+        hostBindingIp: o.hostBindingIp,
+        bridgeName: o.bridgeName,
+        options,
+      });
+      console.log(net.Id);
+    });
+  network
+    .command('ls')
+    .alias('list')
+    .option('--json')
+    .option('-q, --quiet', 'only names')
+    .action(async (o: Json) => {
+      const nets = await client(program).call<Json[]>('GET', '/v1/networks');
+      if (o.quiet) return nets.forEach((n) => console.log(n.Name));
+      print(o.json, nets, () =>
+        printTable(['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE', 'SUBNET', 'BRIDGE'], nets.map((n) => [n.ID, n.Name, n.Driver, n.Scope, n.Subnet, n.Bridge])),
+      );
+    });
+  network
+    .command('inspect')
+    .argument('<names...>')
+    .action(async (names: string[]) => {
+      const out = [];
+      for (const n of names) out.push(await client(program).call('GET', `/v1/networks/${enc(n)}`));
+      console.log(JSON.stringify(out, null, 2));
+    });
+  network
+    .command('rm')
+    .alias('remove')
+    .argument('<names...>')
+    .action(async (names: string[]) => {
+      for (const n of names) {
+        await client(program).call('DELETE', `/v1/networks/${enc(n)}`);
+        console.log(n);
+      }
+    });
+
+  program
+    .command('run')
+    .description('create a sandbox, attach it, publish ports and start CMD in it (always in the background)')
+    .option('-d, --detach', 'run in the background (always the case; accepted for Docker compatibility)')
+    .option('--name <name>')
+    .option('--network, --net <net>', 'bridge, a network name, host, none or container:NAME')
+    .option('--ip <address>', 'static address on a user network')
+    .option('-p, --publish <spec>', 'publish [hostIP:][hostPort[-end]:]containerPort[-end][/proto]', collect, [])
+    .option('-P, --publish-all', 'publish every exposed port on an ephemeral host port')
+    .option('--expose <port>', 'expose PORT[-END][/PROTO] without publishing', collect, [])
+    .option('--link <name:alias>', 'link to another container', collect, [])
+    .option('-h, --hostname <name>')
+    .option('--json', 'print the inspect document instead of the ID')
+    .argument('<cmd...>', 'command and arguments (after --)')
+    .action(async (cmd: string[], o: Json) => {
+      const c = await client(program).call<Json>('POST', '/v1/containers', {
+        name: o.name,
+        network: o.net ?? o.network,
+        ip: o.ip,
+        ports: o.publish,
+        publishAll: !!o.publishAll,
+        expose: o.expose,
+        links: o.link,
+        hostname: o.hostname,
+        cmd,
+      });
+      console.log(o.json ? JSON.stringify([c], null, 2) : c.Id);
+    });
+
+  program
+    .command('exec')
+    .description('run a command inside a container, in the foreground')
+    .argument('<name>')
+    .argument('<cmd...>')
+    .action(async (name: string, cmd: string[]) => {
+      const c = await client(program).call<Json>('GET', `/v1/containers/${enc(name)}`);
+      // Enter the container's own mount and UTS namespaces too when its process runs.
+      const argv = c.State.Running
+        ? ['--target', String(c.State.Pid), '--net', '--mount', '--uts', '--', ...cmd]
+        : [`--net=${c.NetworkSettings.SandboxKey}`, '--', ...cmd];
+      const child = spawn('nsenter', argv, { stdio: 'inherit' });
+      const code = await new Promise<number>((resolve) => {
+        child.on('error', () => resolve(126));
+        child.on('exit', (status, signal) => resolve(status ?? (signal ? 128 : 1)));
+      });
+      process.exitCode = code;
+    });
+
+  program
+    .command('connect')
+    .description('connect a container, or another runtime\'s sandbox (--netns), to a network')
+    .argument('<network>')
+    .argument('<name>')
+    .option('--ip <address>')
+    .option('--netns <path>', 'an existing network namespace: /proc/PID/ns/net or /var/run/netns/NAME')
+    .action(async (net: string, name: string, o: Json) => {
+      await client(program).call('POST', `/v1/networks/${enc(net)}/connect`, { container: name, ip: o.ip, netns: o.netns });
+    });
+  program
+    .command('disconnect')
+    .argument('<network>')
+    .argument('<name>')
+    .action(async (net: string, name: string) => {
+      await client(program).call('POST', `/v1/networks/${enc(net)}/disconnect`, { container: name });
+    });
+
+  for (const verb of ['publish', 'unpublish'] as const) {
+    program
+      .command(verb)
+      .description(verb === 'publish' ? 'publish more ports of a running container' : 'stop publishing ports')
+      .argument('<name>')
+      .requiredOption('-p, --publish <spec>', 'port SPEC (repeatable)', collect, [])
+      .option('--json')
+      .action(async (name: string, o: Json) => {
+        const ports = await client(program).call<PublishedPort[]>('POST', `/v1/containers/${enc(name)}/${verb}`, { ports: o.publish });
+        print(o.json, ports, () => portLines(ports).forEach((l) => console.log(l)));
+      });
+  }
+
+  program
+    .command('port')
+    .description('list published ports, as docker port prints them')
+    .argument('<name>')
+    .argument('[port]', 'PORT[/PROTO]')
+    .option('--json')
+    .action(async (name: string, port: string | undefined, o: Json) => {
+      const ports = await client(program).call<PublishedPort[]>('GET', `/v1/containers/${enc(name)}/ports`);
+      const lines = portLines(ports, port);
+      print(o.json, ports, () => lines.forEach((l) => console.log(l)));
+    });
+
+  program
+    .command('ps')
+    .alias('ls')
+    .option('--json')
+    .option('-q, --quiet', 'only IDs')
+    .option('-a, --all', 'accepted for Docker compatibility: every container is listed')
+    .action(async (o: Json) => {
+      const list = await client(program).call<Json[]>('GET', '/v1/containers');
+      if (o.quiet) return list.forEach((c) => console.log(c.ID));
+      print(o.json, list, () =>
+        printTable(
+          ['CONTAINER ID', 'COMMAND', 'STATUS', 'PORTS', 'NAMES', 'NETWORKS'],
+          list.map((c) => [c.ID, JSON.stringify(c.Command), c.State, c.Ports, c.Names, c.Networks]),
+        ),
+      );
+    });
+
+  program
+    .command('inspect')
+    .argument('<names...>')
+    .action(async (names: string[]) => {
+      const out = [];
+      for (const n of names) out.push(await client(program).call('GET', `/v1/containers/${enc(n)}`));
+      console.log(JSON.stringify(out, null, 2));
+    });
+
+  program
+    .command('rm')
+    .argument('<names...>')
+    .option('-f, --force', 'kill a running container first')
+    .action(async (names: string[], o: Json) => {
+      for (const n of names) {
+        await client(program).call('DELETE', `/v1/containers/${enc(n)}?force=${o.force ? 'true' : 'false'}`);
+        console.log(n);
+      }
+    });
+  program
+    .command('stop')
+    .argument('<names...>')
+    .action(async (names: string[]) => {
+      for (const n of names) {
+        await client(program).call('POST', `/v1/containers/${enc(n)}/stop`);
+        console.log(n);
+      }
+    });
+
+  program
+    .command('status')
+    .option('--json')
+    .action(async (o: Json) => {
+      const s = await client(program).call<Json>('GET', '/v1/status');
+      print(o.json, s, () => {
+        for (const [k, v] of Object.entries(s)) console.log(`${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`);
+      });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof ApiError) console.error(`Error response from daemon: ${err.message}`);
+    else if (err instanceof ConnectError || err instanceof BridgeportError) console.error(`Error: ${err.message}`);
+    else console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    process.exitCode = 1;
+  }
+}

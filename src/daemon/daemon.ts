@@ -1,0 +1,659 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ApplyChange, Datapath, DatapathModel, DpPort } from '../datapath/datapath.js';
+import { toDatapathModel } from '../datapath/model.js';
+import { CommandError } from '../host/exec.js';
+import { getLink, listIpv4Addresses, listRoutes } from '../host/iproute.js';
+import { createNetns, deleteNetns, netnsInode } from '../host/netns.js';
+import { createEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
+import { isRunning, resolveExecutable, startProcess, stopProcess } from '../host/process.js';
+import { allocateAddress, type Addressing, planAddressing, type SubnetInUse } from '../ipam/ipam.js';
+import { type Cidr, cidrContainsCidr, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
+import { BridgeportError, conflict, invalid, notFound } from '../model/errors.js';
+import { checkInterfaceName, checkName, RESERVED_NETWORKS } from '../model/names.js';
+import {
+  bindingsOverlap,
+  type ExposedPort,
+  expandPortSpec,
+  type PortBinding,
+  type PortSpec,
+  parseExposedPort,
+  formatPortSpec,
+  parsePortSpec,
+} from '../model/port-spec.js';
+import type { ContainerRecord, EndpointRecord, NetworkRecord, PublishedPort, State } from '../model/state.js';
+import type {
+  ConnectRequest,
+  CreateNetworkRequest,
+  PublishRequest,
+  RunRequest,
+} from '../api/types.js';
+import { renderHostsFile } from './hosts-file.js';
+import type { StateStore } from './state-store.js';
+import { Transaction } from './transaction.js';
+
+export interface DaemonConfig {
+  stateDir: string;
+  runDir: string;
+  uplinks: string[];
+  /** --bip: the default network's gateway address and prefix. */
+  bip: string;
+  fixedCidr: string | undefined;
+  mtu: number;
+  icc: boolean;
+  /** --ip: default host address for published ports. */
+  defaultHostIp: string;
+  ephemeral: { low: number; high: number };
+}
+
+export const DEFAULT_NETWORK = 'bridge';
+export const DEFAULT_BRIDGE = 'bridgeport0';
+
+const newId = (): string => randomBytes(32).toString('hex');
+const now = (): string => new Date().toISOString();
+
+/** Re-labels an error from a lower layer with the operation it failed ("verb noun: cause"). */
+function within(op: string, err: unknown): Error {
+  if (err instanceof BridgeportError) {
+    const message = err.message.startsWith(op) ? err.message : `${op}: ${err.message}`;
+    return new BridgeportError(message, err.kind, { cause: err });
+  }
+  if (err instanceof CommandError) return new BridgeportError(`${op}: ${err.message}`, 'internal', { cause: err });
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/**
+ * The daemon owns the desired state. Every operation validates fully first,
+ * then changes the host (recording undo steps), renders the datapath and
+ * persists; a failure anywhere rolls all of it back.
+ */
+export class Daemon {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private state: State,
+    private readonly store: StateStore,
+    readonly datapath: Datapath,
+    readonly config: DaemonConfig,
+    private readonly log: (msg: string) => void = (m) => console.error(m),
+  ) {}
+
+  get snapshot(): State {
+    return this.state;
+  }
+
+  model(state: State = this.state): DatapathModel {
+    return toDatapathModel(state, this.config.uplinks);
+  }
+
+  /** Brings the host in line with the stored state (start-up): default network, bridges, endpoints, rules. */
+  async reconcile(): Promise<void> {
+    await this.transact('start daemon', async (draft, tx) => {
+      this.ensureDefaultNetwork(draft);
+      for (const n of draft.networks) {
+        const { created } = await ensureBridge(bridgeSpec(n));
+        if (created) tx.onRollback(() => deleteLink(n.bridge));
+      }
+      for (const c of draft.containers) {
+        if (c.mode !== 'bridge') continue;
+        if ((await netnsInode(c.sandboxKey)) === undefined) {
+          this.log(`container ${c.name}: sandbox ${c.sandboxKey} is gone; its endpoints are dropped`);
+          c.endpoints = [];
+          continue;
+        }
+        for (const [i, ep] of c.endpoints.entries()) {
+          if (await getLink(ep.hostIf)) continue;
+          this.log(`container ${c.name}: re-creating endpoint on ${ep.network}`);
+          const net = draft.networks.find((n) => n.name === ep.network)!;
+          await deleteLink(ep.sandboxIf, c.sandboxKey).catch(() => undefined);
+          await createEndpoint(endpointSpec(net, c, ep, i === 0));
+        }
+      }
+    });
+  }
+
+  private ensureDefaultNetwork(draft: State): void {
+    const { address, cidr } = parseInterfaceCidr(this.config.bip, '--bip');
+    let ipRange = cidr;
+    if (this.config.fixedCidr) {
+      ipRange = parseCidr(this.config.fixedCidr, '--fixed-cidr');
+      if (!cidrContainsCidr(cidr, ipRange)) {
+        throw invalid(`start daemon: --fixed-cidr ${formatCidr(ipRange)} is outside --bip subnet ${formatCidr(cidr)}`);
+      }
+    }
+    const wanted: NetworkRecord = {
+      id: draft.networks.find((n) => n.isDefault)?.id ?? newId(),
+      name: DEFAULT_NETWORK,
+      bridge: DEFAULT_BRIDGE,
+      subnet: formatCidr(cidr),
+      gateway: formatIpv4(address),
+      ipRange: formatCidr(ipRange),
+      mtu: this.config.mtu,
+      icc: this.config.icc,
+      masquerade: true,
+      internal: false,
+      hostBindingIp: undefined,
+      isDefault: true,
+      options: {},
+      created: draft.networks.find((n) => n.isDefault)?.created ?? now(),
+    };
+    const current = draft.networks.find((n) => n.isDefault);
+    if (current) {
+      const changed = (['subnet', 'gateway', 'ipRange'] as const).filter((k) => current[k] !== wanted[k]);
+      const attached = draft.containers.filter((c) => c.endpoints.some((e) => e.network === current.name));
+      if (changed.length && attached.length) {
+        throw conflict(
+          `start daemon: default network ${changed.map((k) => `${k} ${current[k]} -> ${wanted[k]}`).join(', ')} while containers ${attached.map((c) => c.name).join(', ')} are attached`,
+        );
+      }
+      Object.assign(current, wanted);
+    } else {
+      const overlap = draft.networks.find((n) => cidrsOverlapText(n.subnet, wanted.subnet));
+      if (overlap) throw conflict(`start daemon: --bip ${this.config.bip} overlaps network ${overlap.name} (${overlap.subnet})`);
+      draft.networks.unshift(wanted);
+    }
+  }
+
+  // --- networks -------------------------------------------------------------
+
+  async createNetwork(req: CreateNetworkRequest): Promise<NetworkRecord> {
+    const op = `network create ${req.name}`;
+    return this.transact(op, async (draft, tx) => {
+      const opts = { ...req };
+      const options: Record<string, string> = {};
+      for (const [key, value] of Object.entries(req.options ?? {})) {
+        options[key] = value;
+        switch (key) {
+          case 'com.docker.network.bridge.name':
+            opts.bridgeName ??= value;
+            break;
+          case 'com.docker.network.bridge.enable_icc':
+            opts.icc ??= parseBool(key, value);
+            break;
+          case 'com.docker.network.bridge.enable_ip_masquerade':
+            opts.masquerade ??= parseBool(key, value);
+            break;
+          case 'com.docker.network.bridge.host_binding_ipv4':
+            opts.hostBindingIp ??= value;
+            break;
+          case 'com.docker.network.driver.mtu':
+            opts.mtu ??= Number(value);
+            break;
+          default:
+            throw invalid(`unsupported network option "${key}"`);
+        }
+      }
+      checkName('network', req.name);
+      if ((RESERVED_NETWORKS as readonly string[]).includes(req.name) || draft.networks.some((n) => n.name === req.name)) {
+        throw conflict(`network with name ${req.name} already exists`);
+      }
+      const id = newId();
+      const bridge = opts.bridgeName ?? `br-${id.slice(0, 12)}`;
+      checkInterfaceName(bridge, 'bridge name');
+      const owner = draft.networks.find((n) => n.bridge === bridge);
+      if (owner) throw conflict(`bridge name ${bridge} is already used by network ${owner.name}`);
+      if (await getLink(bridge)) throw conflict(`bridge name ${bridge}: an interface of that name already exists`);
+      const mtu = opts.mtu ?? this.config.mtu;
+      if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw invalid(`invalid mtu ${opts.mtu}: must be 68-65535`);
+      if (opts.hostBindingIp !== undefined) parseIpv4(opts.hostBindingIp, 'host binding IP');
+      if (opts.internal && opts.masquerade) throw invalid('an internal network has no egress: --masquerade does not apply');
+
+      const inUse: SubnetInUse[] = draft.networks.map((n) => ({ name: n.name, cidr: parseCidr(n.subnet) }));
+      if (!opts.subnet) inUse.push(...(await this.hostSubnets(draft)));
+      const a = planAddressing({ subnet: opts.subnet, gateway: opts.gateway, ipRange: opts.ipRange, inUse });
+
+      const net: NetworkRecord = {
+        id,
+        name: req.name,
+        bridge,
+        subnet: formatCidr(a.subnet),
+        gateway: formatIpv4(a.gateway),
+        ipRange: formatCidr(a.ipRange),
+        mtu,
+        icc: opts.icc ?? true,
+        masquerade: opts.internal ? false : (opts.masquerade ?? true),
+        internal: opts.internal ?? false,
+        hostBindingIp: opts.hostBindingIp,
+        isDefault: false,
+        options,
+        created: now(),
+      };
+      draft.networks.push(net);
+      await ensureBridge(bridgeSpec(net));
+      tx.onRollback(() => deleteLink(bridge));
+      return net;
+    });
+  }
+
+  /** Subnets of the host's own routes, which automatic subnet choice must avoid (bridgeport's bridges aside). */
+  private async hostSubnets(draft: State): Promise<SubnetInUse[]> {
+    const ours = new Set(draft.networks.map((n) => n.bridge));
+    const out: SubnetInUse[] = [];
+    for (const r of await listRoutes()) {
+      if (r.dst === 'default' || (r.dev && ours.has(r.dev))) continue;
+      try {
+        out.push({ name: `host route via ${r.dev}`, cidr: parseCidr(r.dst.includes('/') ? r.dst : `${r.dst}/32`) });
+      } catch {
+        // not a plain IPv4 prefix (e.g. broadcast or multicast entries)
+      }
+    }
+    for (const a of await listIpv4Addresses()) {
+      if (ours.has(a.ifname) || a.ifname === 'lo') continue;
+      const { cidr } = parseInterfaceCidr(`${a.address}/${a.prefix}`);
+      out.push({ name: `host interface ${a.ifname}`, cidr });
+    }
+    return out;
+  }
+
+  async removeNetwork(name: string): Promise<void> {
+    await this.transact(`network rm ${name}`, async (draft, tx) => {
+      const net = findNetwork(draft, name);
+      if (net.isDefault) throw conflict(`${name} is a pre-defined network and cannot be removed`);
+      const users = draft.containers.filter((c) => c.endpoints.some((e) => e.network === net.name));
+      if (users.length) {
+        throw conflict(`network ${name} has active endpoints (${users.map((c) => c.name).join(', ')})`);
+      }
+      draft.networks = draft.networks.filter((n) => n !== net);
+      tx.afterCommit(() => deleteLink(net.bridge));
+    });
+  }
+
+  // --- containers -----------------------------------------------------------
+
+  async run(req: RunRequest): Promise<ContainerRecord> {
+    const name = req.name ?? `bp_${randomBytes(4).toString('hex')}`;
+    return this.transact(`run ${name}`, async (draft, tx) => {
+      checkName('container', name);
+      if (draft.containers.some((c) => c.name === name)) {
+        throw conflict(`container name ${name} is already in use`);
+      }
+      if (!req.cmd.length) throw invalid('no command given: bridgeport run ... -- CMD [ARG...]');
+      if (!(await resolveExecutable(req.cmd[0]!))) throw invalid(`executable file not found in $PATH: ${req.cmd[0]}`);
+      const hostname = req.hostname ?? '';
+      if (hostname && !/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw invalid(`invalid hostname "${hostname}"`);
+
+      const netArg = req.network ?? DEFAULT_NETWORK;
+      const id = newId();
+      const exposed = (req.expose ?? []).map(parseExposedPort);
+      const specs = (req.ports ?? []).map(parsePortSpec);
+      const c: ContainerRecord = {
+        id,
+        name,
+        mode: 'bridge',
+        sandboxKey: join(this.config.runDir, 'netns', id.slice(0, 12)),
+        ownsSandbox: true,
+        joined: undefined,
+        hostname: hostname || id.slice(0, 12),
+        cmd: req.cmd,
+        pid: undefined,
+        pidStart: undefined,
+        logPath: join(this.config.stateDir, 'containers', id, 'output.log'),
+        hostsPath: join(this.config.stateDir, 'containers', id, 'hosts'),
+        endpoints: [],
+        ports: [],
+        exposed,
+        publishAll: req.publishAll ?? false,
+        links: [],
+        created: now(),
+      };
+      let net: NetworkRecord | undefined;
+      if (netArg === 'host' || netArg === 'none' || netArg.startsWith('container:')) {
+        if (specs.length || c.publishAll) {
+          throw invalid(`conflicting options: port publishing and the ${netArg.split(':')[0]} network mode`);
+        }
+        if (req.ip) throw invalid(`conflicting options: --ip and the ${netArg.split(':')[0]} network mode`);
+        if (req.links?.length) throw invalid(`conflicting options: --link and the ${netArg.split(':')[0]} network mode`);
+      }
+      if (netArg === 'host') {
+        c.mode = 'host';
+        c.ownsSandbox = false;
+        c.sandboxKey = `/proc/${process.pid}/ns/net`;
+      } else if (netArg === 'none') {
+        c.mode = 'none';
+      } else if (netArg.startsWith('container:')) {
+        const target = findContainer(draft, netArg.slice('container:'.length));
+        c.mode = 'container';
+        c.ownsSandbox = false;
+        c.joined = target.name;
+        c.sandboxKey = target.sandboxKey;
+      } else {
+        net = findNetwork(draft, netArg);
+        if (req.ip && net.isDefault) throw invalid('user specified IP address is supported on user defined networks only');
+        if (net.internal && (specs.length || c.publishAll)) {
+          throw invalid(`network ${net.name} is internal: ports cannot be published`);
+        }
+        const ep = this.allocateEndpoint(draft, net, req.ip, 'eth0');
+        c.endpoints.push(ep);
+        for (const l of req.links ?? []) c.links.push(this.checkLink(draft, c, l));
+        c.ports = this.expandPorts(draft, net, c, specs);
+      }
+      draft.containers.push(c);
+
+      await mkdir(join(this.config.stateDir, 'containers', id), { recursive: true });
+      tx.onRollback(() => rm(join(this.config.stateDir, 'containers', id), { recursive: true, force: true }));
+      if (c.ownsSandbox) {
+        await createNetns(c.sandboxKey);
+        tx.onRollback(() => deleteNetns(c.sandboxKey));
+      }
+      if (net) {
+        const ep = c.endpoints[0]!;
+        await createEndpoint(endpointSpec(net, c, ep, true));
+        tx.onRollback(() => deleteLink(ep.hostIf));
+      }
+      await writeFile(c.hostsPath!, renderHostsFile(c, draft));
+      const started = await startProcess({
+        sandbox: c.mode === 'host' ? undefined : c.sandboxKey,
+        hostsPath: c.hostsPath!,
+        hostname: c.mode === 'host' ? '' : c.hostname,
+        cmd: c.cmd,
+        logPath: c.logPath!,
+      });
+      c.pid = started.pid;
+      c.pidStart = started.start;
+      tx.onRollback(() => stopProcess(started.pid, started.start));
+      return c;
+    });
+  }
+
+  private checkLink(draft: State, c: ContainerRecord, spec: string): { name: string; alias: string } {
+    const [name, alias = name, extra] = spec.split(':');
+    if (!name || extra !== undefined || !alias) throw invalid(`invalid --link "${spec}": use NAME or NAME:ALIAS`);
+    const child = draft.containers.find((x) => x.name === name);
+    if (!child) throw notFound(`could not get container for link ${name}: no such container`);
+    if (!child.endpoints.some((e) => c.endpoints.some((own) => own.network === e.network))) {
+      throw invalid(`cannot link to ${name}: it is not on network ${c.endpoints.map((e) => e.network).join(', ')}`);
+    }
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(alias)) throw invalid(`invalid --link alias "${alias}"`);
+    return { name, alias };
+  }
+
+  private allocateEndpoint(draft: State, net: NetworkRecord, ip: string | undefined, sandboxIf: string): EndpointRecord {
+    const a: Addressing = {
+      subnet: parseCidr(net.subnet),
+      gateway: parseIpv4(net.gateway),
+      ipRange: parseCidr(net.ipRange),
+    };
+    const taken = new Set<number>();
+    for (const other of draft.containers) {
+      for (const e of other.endpoints) if (e.network === net.name) taken.add(parseIpv4(e.ip));
+    }
+    const addr = allocateAddress(a, taken, ip);
+    const usedIfs = new Set(draft.containers.flatMap((x) => x.endpoints.map((e) => e.hostIf)));
+    let hostIf: string;
+    do hostIf = `veth${randomBytes(4).toString('hex').slice(0, 7)}`;
+    while (usedIfs.has(hostIf));
+    return {
+      network: net.name,
+      ip: formatIpv4(addr),
+      prefix: a.subnet.prefix,
+      gateway: net.gateway,
+      mac: macFromIpv4(addr),
+      hostIf,
+      sandboxIf,
+    };
+  }
+
+  /** Turns SPECs (and -P) into concrete bindings, checked against every port already published. */
+  private expandPorts(draft: State, net: NetworkRecord, c: ContainerRecord, specs: PortSpec[]): PublishedPort[] {
+    const chosen: PublishedPort[] = [];
+    const published = draft.containers.flatMap((x) => (x === c ? [] : x.ports));
+    const isTaken = (proto: PortBinding['proto'], hostIp: string, hostPort: number): boolean => {
+      const probe = { proto, hostIp, hostPort, containerPort: 0 };
+      return [...published, ...chosen, ...c.ports].some((p) => bindingsOverlap(p, probe));
+    };
+    const ctx = {
+      defaultHostIp: net.hostBindingIp ?? this.config.defaultHostIp,
+      ephemeral: this.config.ephemeral,
+      isTaken,
+    };
+    for (const spec of specs) {
+      for (const b of expandPortSpec(spec, ctx)) chosen.push({ ...b, spec: formatPortSpec(spec) });
+    }
+    if (c.publishAll) {
+      for (const e of c.exposed) {
+        for (let port = e.start; port <= e.end; port++) {
+          if ([...chosen, ...c.ports].some((p) => p.proto === e.proto && p.containerPort === port)) continue;
+          const spec: PortSpec = {
+            hostIp: undefined,
+            hostPortStart: 0,
+            hostPortEnd: 0,
+            containerPortStart: port,
+            containerPortEnd: port,
+            proto: e.proto,
+          };
+          for (const b of expandPortSpec(spec, ctx)) chosen.push({ ...b, spec: `${port}/${e.proto}` });
+        }
+      }
+    }
+    return chosen;
+  }
+
+  async remove(name: string, force: boolean): Promise<void> {
+    await this.transact(`rm ${name}`, async (draft, tx) => {
+      const c = findContainer(draft, name);
+      const joiners = draft.containers.filter((x) => x.joined === c.name);
+      if (joiners.length) {
+        throw conflict(`container ${name} is in use by the network namespace of ${joiners.map((x) => x.name).join(', ')}`);
+      }
+      if (!force && (await isRunning(c.pid, c.pidStart))) {
+        throw conflict(`you cannot remove a running container ${name}: stop it first or use rm -f`);
+      }
+      draft.containers = draft.containers.filter((x) => x !== c);
+      tx.afterCommit(() => stopProcess(c.pid, c.pidStart));
+      for (const ep of c.endpoints) tx.afterCommit(() => deleteLink(ep.hostIf));
+      if (c.ownsSandbox) tx.afterCommit(() => deleteNetns(c.sandboxKey));
+      tx.afterCommit(() => rm(join(this.config.stateDir, 'containers', c.id), { recursive: true, force: true }));
+    });
+  }
+
+  async stop(name: string): Promise<void> {
+    await this.transact(`stop ${name}`, async (draft) => {
+      const c = findContainer(draft, name);
+      await stopProcess(c.pid, c.pidStart);
+    });
+  }
+
+  async connect(network: string, name: string, req: ConnectRequest): Promise<ContainerRecord> {
+    return this.transact(`connect ${network} ${name}`, async (draft, tx) => {
+      const net = findNetwork(draft, network);
+      let c = draft.containers.find((x) => x.name === name);
+      if (!c) {
+        if (!req.netns) throw notFound(`no such container: ${name} (give --netns PATH to attach another runtime's sandbox)`);
+        checkName('container', name);
+        if ((await netnsInode(req.netns)) === undefined) {
+          throw invalid(`--netns ${req.netns} is not a network namespace (expected /proc/PID/ns/net or /var/run/netns/NAME)`);
+        }
+        const id = newId();
+        c = {
+          id,
+          name,
+          mode: 'bridge',
+          sandboxKey: req.netns,
+          ownsSandbox: false,
+          joined: undefined,
+          hostname: id.slice(0, 12),
+          cmd: [],
+          pid: undefined,
+          pidStart: undefined,
+          logPath: undefined,
+          hostsPath: undefined,
+          endpoints: [],
+          ports: [],
+          exposed: [],
+          publishAll: false,
+          links: [],
+          created: now(),
+        };
+        draft.containers.push(c);
+      } else if (req.netns) {
+        throw conflict(`container ${name} already exists: --netns is only for sandboxes bridgeport does not know yet`);
+      }
+      if (c.mode !== 'bridge') throw invalid(`container ${name} uses the ${c.mode} network mode and cannot be connected to a network`);
+      if (c.endpoints.some((e) => e.network === net.name)) {
+        throw conflict(`endpoint with name ${name} already exists in network ${net.name}`);
+      }
+      if (req.ip && net.isDefault) throw invalid('user specified IP address is supported on user defined networks only');
+      const sandboxIf = await nextSandboxInterface(c.sandboxKey);
+      const ep = this.allocateEndpoint(draft, net, req.ip, sandboxIf);
+      c.endpoints.push(ep);
+      await createEndpoint(endpointSpec(net, c, ep, c.endpoints.length === 1));
+      tx.onRollback(() => deleteLink(ep.hostIf));
+      if (c.hostsPath) await writeFile(c.hostsPath, renderHostsFile(c, draft));
+      return c;
+    });
+  }
+
+  async disconnect(network: string, name: string): Promise<void> {
+    await this.transact(`disconnect ${network} ${name}`, async (draft, tx) => {
+      const net = findNetwork(draft, network);
+      const c = findContainer(draft, name);
+      const index = c.endpoints.findIndex((e) => e.network === net.name);
+      if (index < 0) throw notFound(`container ${name} is not connected to network ${network}`);
+      const [ep] = c.endpoints.splice(index, 1);
+      const next = c.endpoints[0];
+      if (index === 0 && next) {
+        // The default route left with the first endpoint: send it through the next one.
+        tx.afterCommit(() =>
+          createDefaultRoute(c.sandboxKey, next.gateway, next.sandboxIf),
+        );
+      }
+      if (!c.ownsSandbox && c.mode === 'bridge' && c.endpoints.length === 0 && c.pid === undefined) {
+        // A sandbox another runtime made is forgotten with its last endpoint.
+        draft.containers = draft.containers.filter((x) => x !== c);
+      }
+      tx.afterCommit(() => deleteLink(ep!.hostIf));
+      if (c.hostsPath) tx.afterCommit(() => writeFile(c.hostsPath!, renderHostsFile(c, draft)));
+    });
+  }
+
+  async publish(name: string, req: PublishRequest): Promise<PublishedPort[]> {
+    return this.transact(`publish ${name}`, async (draft) => {
+      const c = findContainer(draft, name);
+      const specs = req.ports.map(parsePortSpec);
+      const ep = c.endpoints[0];
+      if (c.mode !== 'bridge' || !ep) throw invalid(`container ${name} is not on a bridge network: nothing to publish to`);
+      const net = findNetwork(draft, ep.network);
+      if (net.internal) throw invalid(`network ${net.name} is internal: ports cannot be published`);
+      const added = this.expandPorts(draft, net, c, specs);
+      c.ports.push(...added);
+      return added;
+    });
+  }
+
+  async unpublish(name: string, req: PublishRequest): Promise<PublishedPort[]> {
+    return this.transact(`unpublish ${name}`, async (draft) => {
+      const c = findContainer(draft, name);
+      const removed: PublishedPort[] = [];
+      for (const text of req.ports) {
+        const spec = parsePortSpec(text);
+        const matches = c.ports.filter((p) => matchesSpec(p, spec));
+        if (!matches.length) throw notFound(`${text} is not published`);
+        removed.push(...matches);
+        c.ports = c.ports.filter((p) => !matches.includes(p));
+      }
+      return removed;
+    });
+  }
+
+  // --- plumbing ---------------------------------------------------------------
+
+  /**
+   * Runs one operation against a draft of the state, serialized with every
+   * other operation. The datapath renders the draft and the draft is saved
+   * only if every step succeeded; otherwise undo steps run and the datapath is
+   * rendered from the unchanged state again.
+   */
+  private transact<T>(op: string, fn: (draft: State, tx: Transaction) => Promise<T>): Promise<T> {
+    const task = this.queue.then(async () => {
+      const before = this.state;
+      const draft = structuredClone(before);
+      const tx = new Transaction();
+      try {
+        const result = await fn(draft, tx);
+        const oldModel = this.model(before);
+        const newModel = this.model(draft);
+        await this.datapath.apply(newModel, { publishedUdp: newUdpPorts(oldModel, newModel) } satisfies ApplyChange);
+        await this.store.save(draft);
+        this.state = draft;
+        for (const err of await tx.commit()) this.log(`${op}: clean-up: ${String(err)}`);
+        return result;
+      } catch (err) {
+        for (const undoErr of await tx.rollback()) this.log(`${op}: rollback: ${String(undoErr)}`);
+        try {
+          await this.datapath.apply(this.model(before));
+        } catch (applyErr) {
+          this.log(`${op}: rollback: re-render datapath: ${String(applyErr)}`);
+        }
+        throw within(op, err);
+      }
+    });
+    this.queue = task.catch(() => undefined);
+    return task;
+  }
+}
+
+function newUdpPorts(before: DatapathModel, after: DatapathModel): DpPort[] {
+  const key = (p: DpPort): string => `${p.hostIp}:${p.hostPort}->${p.containerIp}:${p.containerPort}`;
+  const old = new Set(before.ports.filter((p) => p.proto === 'udp').map(key));
+  return after.ports.filter((p) => p.proto === 'udp' && !old.has(key(p)));
+}
+
+function matchesSpec(p: PublishedPort, spec: PortSpec): boolean {
+  if (p.proto !== spec.proto) return false;
+  if (p.containerPort < spec.containerPortStart || p.containerPort > spec.containerPortEnd) return false;
+  if (spec.hostIp !== undefined && spec.hostIp !== p.hostIp) return false;
+  if (spec.hostPortStart !== 0 && (p.hostPort < spec.hostPortStart || p.hostPort > spec.hostPortEnd)) return false;
+  return true;
+}
+
+function parseBool(key: string, value: string): boolean {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw invalid(`invalid value "${value}" for ${key}: use true or false`);
+}
+
+function cidrsOverlapText(a: string, b: string): boolean {
+  const x: Cidr = parseCidr(a);
+  const y: Cidr = parseCidr(b);
+  return cidrContainsCidr(x, y) || cidrContainsCidr(y, x);
+}
+
+export function findNetwork(state: State, name: string): NetworkRecord {
+  const n = state.networks.find((x) => x.name === name || x.id === name || (name.length >= 12 && x.id.startsWith(name)));
+  if (!n) throw notFound(`network ${name} not found`);
+  return n;
+}
+
+export function findContainer(state: State, name: string): ContainerRecord {
+  const c = state.containers.find((x) => x.name === name || x.id === name || (name.length >= 12 && x.id.startsWith(name)));
+  if (!c) throw notFound(`no such container: ${name}`);
+  return c;
+}
+
+const bridgeSpec = (n: NetworkRecord) => ({
+  name: n.bridge,
+  gateway: n.gateway,
+  prefix: parseCidr(n.subnet).prefix,
+  mtu: n.mtu,
+});
+
+const endpointSpec = (n: NetworkRecord, c: ContainerRecord, ep: EndpointRecord, defaultRoute: boolean) => ({
+  bridge: n.bridge,
+  hostIf: ep.hostIf,
+  sandbox: c.sandboxKey,
+  sandboxIf: ep.sandboxIf,
+  mac: ep.mac,
+  ip: ep.ip,
+  prefix: ep.prefix,
+  gateway: ep.gateway,
+  mtu: n.mtu,
+  defaultRoute,
+});
+
+async function createDefaultRoute(sandbox: string, gateway: string, dev: string): Promise<void> {
+  const { ipBatch } = await import('../host/iproute.js');
+  await ipBatch([`route replace default via ${gateway} dev ${dev}`], sandbox);
+}
+
+export type { ExposedPort };

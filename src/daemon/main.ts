@@ -1,0 +1,146 @@
+import { mkdir } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import type { ConnectRequest, CreateNetworkRequest, PublishRequest, RunRequest } from '../api/types.js';
+import { listen, Router } from '../api/server.js';
+import { type DatapathChoice, selectDatapath } from '../datapath/select.js';
+import { defaultRouteInterface, getLink } from '../host/iproute.js';
+import { ephemeralPortRange, writeSysctl } from '../host/sysctl.js';
+import { parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
+import { BridgeportError, invalid } from '../model/errors.js';
+import { Daemon, findContainer, findNetwork } from './daemon.js';
+import { StateStore } from './state-store.js';
+import { containerSummary, inspectContainer, inspectNetwork, networkSummary, PSEUDO_NETWORKS } from './views.js';
+
+export const VERSION = '0.1.0';
+
+export interface DaemonFlags {
+  datapath: string;
+  stateDir: string;
+  runDir: string;
+  uplink: string[];
+  bip: string;
+  fixedCidr?: string;
+  mtu: string;
+  icc: string;
+  ip: string;
+  ipForward: string;
+  ephemeralPorts?: string;
+  metricsAddr: string;
+  cleanup?: boolean;
+}
+
+const log = (msg: string): void => console.error(`${new Date().toISOString()} ${msg}`);
+
+function parseFlagBool(flag: string, v: string): boolean {
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw invalid(`invalid value "${v}" for ${flag}: use true or false`);
+}
+
+function parsePortRange(text: string): { low: number; high: number } {
+  const m = /^(\d+)-(\d+)$/.exec(text);
+  const low = Number(m?.[1]);
+  const high = Number(m?.[2]);
+  if (!m || low < 1 || high > 65535 || low > high) throw invalid(`invalid --ephemeral-ports "${text}": use LOW-HIGH within 1-65535`);
+  return { low, high };
+}
+
+export async function runDaemon(flags: DaemonFlags): Promise<void> {
+  const choice = flags.datapath as DatapathChoice;
+  if (!['auto', 'ebpf', 'iptables'].includes(choice)) throw invalid(`invalid --datapath "${flags.datapath}": use auto, ebpf or iptables`);
+  const mtu = Number(flags.mtu);
+  if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw invalid(`invalid --mtu "${flags.mtu}": must be 68-65535`);
+  parseInterfaceCidr(flags.bip, '--bip');
+  parseIpv4(flags.ip, '--ip');
+  const icc = parseFlagBool('--icc', flags.icc);
+  const ipForward = parseFlagBool('--ip-forward', flags.ipForward);
+  const ephemeral = flags.ephemeralPorts ? parsePortRange(flags.ephemeralPorts) : await ephemeralPortRange();
+
+  const uplinks = flags.uplink.length ? flags.uplink : [await defaultRouteInterface()].filter((x): x is string => !!x);
+  for (const u of uplinks) if (!(await getLink(u))) throw invalid(`start daemon: --uplink ${u}: no such interface`);
+
+  // Docker sets the FORWARD policy to DROP only when it turned forwarding on itself.
+  const forwardDrop = ipForward ? (await writeSysctl('net.ipv4.ip_forward', '1')) === '0' : false;
+  const { datapath, reason } = await selectDatapath(choice, { forwardDrop });
+
+  if (flags.cleanup) {
+    await datapath.teardown();
+    log(`cleanup: removed the ${datapath.name} datapath's rules`);
+    return;
+  }
+
+  await mkdir(flags.stateDir, { recursive: true, mode: 0o700 });
+  await mkdir(join(flags.runDir, 'netns'), { recursive: true, mode: 0o700 });
+  const store = new StateStore(flags.stateDir);
+  const daemon = new Daemon(
+    await store.load(),
+    store,
+    datapath,
+    { stateDir: flags.stateDir, runDir: flags.runDir, uplinks, bip: flags.bip, fixedCidr: flags.fixedCidr, mtu, icc, defaultHostIp: flags.ip, ephemeral },
+    log,
+  );
+  await daemon.reconcile();
+  const socket = join(flags.runDir, 'bridgeport.sock');
+  const server = await listen(routes(daemon, { reason, socket }), socket);
+  log(`bridgeport ${VERSION} listening on unix://${socket}; datapath ${datapath.name} (${reason}); uplinks ${uplinks.join(', ') || 'none'}`);
+  if (flags.metricsAddr) log(`metrics: --metrics-addr ${flags.metricsAddr} is reserved; the metrics endpoint is not part of this version yet`);
+  await waitForSignal(server);
+}
+
+async function waitForSignal(server: Server): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string): void => {
+      log(`${sig}: shutting down; containers and rules stay in place`);
+      server.close(() => resolve());
+      server.closeAllConnections();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+function routes(daemon: Daemon, info: { reason: string; socket: string }): Router {
+  const state = () => daemon.snapshot;
+  const r = new Router();
+  r.on('GET', '/v1/status', async () => ({
+    Version: VERSION,
+    Pid: process.pid,
+    Datapath: daemon.datapath.name,
+    DatapathReason: info.reason,
+    DatapathInfo: await daemon.datapath.describe(),
+    Uplinks: daemon.config.uplinks,
+    StateDir: daemon.config.stateDir,
+    RunDir: daemon.config.runDir,
+    Socket: info.socket,
+    EphemeralPorts: `${daemon.config.ephemeral.low}-${daemon.config.ephemeral.high}`,
+    Networks: state().networks.length,
+    Containers: state().containers.length,
+    PublishedPorts: state().containers.reduce((n, c) => n + c.ports.length, 0),
+  }));
+  r.on('GET', '/v1/networks', async () => [
+    ...state().networks.map(networkSummary),
+    ...PSEUDO_NETWORKS,
+  ]);
+  r.on('POST', '/v1/networks', async ({ body }) => inspectNetwork(await daemon.createNetwork(body as CreateNetworkRequest), state()));
+  r.on('GET', '/v1/networks/:name', async ({ params }) => inspectNetwork(findNetwork(state(), params.name!), state()));
+  r.on('DELETE', '/v1/networks/:name', async ({ params }) => daemon.removeNetwork(params.name!));
+  r.on('POST', '/v1/networks/:name/connect', async ({ params, body }) => {
+    const b = body as ConnectRequest & { container: string };
+    return inspectContainer(await daemon.connect(params.name!, b.container, b), state());
+  });
+  r.on('POST', '/v1/networks/:name/disconnect', async ({ params, body }) =>
+    daemon.disconnect(params.name!, (body as { container: string }).container),
+  );
+  r.on('GET', '/v1/containers', async () => Promise.all(state().containers.map((c) => containerSummary(c, state()))));
+  r.on('POST', '/v1/containers', async ({ body }) => inspectContainer(await daemon.run(body as RunRequest), state()));
+  r.on('GET', '/v1/containers/:name', async ({ params }) => inspectContainer(findContainer(state(), params.name!), state()));
+  r.on('DELETE', '/v1/containers/:name', async ({ params, query }) => daemon.remove(params.name!, query.get('force') === 'true'));
+  r.on('POST', '/v1/containers/:name/stop', async ({ params }) => daemon.stop(params.name!));
+  r.on('POST', '/v1/containers/:name/publish', async ({ params, body }) => daemon.publish(params.name!, body as PublishRequest));
+  r.on('POST', '/v1/containers/:name/unpublish', async ({ params, body }) => daemon.unpublish(params.name!, body as PublishRequest));
+  r.on('GET', '/v1/containers/:name/ports', async ({ params }) => findContainer(state(), params.name!).ports);
+  return r;
+}
+
+export { BridgeportError };

@@ -1,0 +1,54 @@
+import { run } from '../../host/exec.js';
+import { interfaceSysctl, writeSysctl } from '../../host/sysctl.js';
+import type { ApplyChange, Datapath, DatapathModel } from '../datapath.js';
+import { renderRules } from './render.js';
+import { parseSave, restoreScript, type Saved, teardownScript } from './restore.js';
+
+export interface IptablesOptions {
+  /** Set the FORWARD policy to DROP, as Docker does when it turned ip_forward on itself. */
+  forwardDrop: boolean;
+}
+
+/** Bridge + iptables: the compatibility datapath, Docker's rules in bridgeport's chains. */
+export class IptablesDatapath implements Datapath {
+  readonly name = 'iptables' as const;
+  private lastRuleCount = 0;
+
+  constructor(private readonly opts: IptablesOptions) {}
+
+  static async probe(): Promise<void> {
+    await run('iptables-save', ['-t', 'filter']);
+  }
+
+  async apply(model: DatapathModel, change?: ApplyChange): Promise<void> {
+    // Bridged traffic between containers must pass iptables for ICC and hairpin
+    // NAT; route_localnet lets host processes reach published ports on 127.0.0.1.
+    await writeSysctl('net.bridge.bridge-nf-call-iptables', '1');
+    for (const n of model.networks) await writeSysctl(interfaceSysctl(n.bridge, 'route_localnet'), '1');
+
+    const rules = renderRules(model);
+    const script = restoreScript(rules, await this.save(), { forwardDrop: this.opts.forwardDrop });
+    await run('iptables-restore', ['--noflush'], { input: script });
+    this.lastRuleCount = rules.filter.length + rules.nat.length + rules.raw.length;
+
+    for (const p of change?.publishedUdp ?? []) {
+      // A UDP flow that hit the host before the port was published keeps its
+      // un-NATed conntrack entry and would bypass the new DNAT (moby#44742).
+      await run('conntrack', ['-D', '-p', 'udp', '--orig-port-dst', String(p.hostPort)]).catch(() => undefined);
+    }
+  }
+
+  async teardown(): Promise<void> {
+    const script = teardownScript(await this.save());
+    if (script) await run('iptables-restore', ['--noflush'], { input: script });
+  }
+
+  async describe(): Promise<Record<string, unknown>> {
+    const version = (await run('iptables', ['--version']).catch(() => '')).trim();
+    return { iptables: version, rules: this.lastRuleCount };
+  }
+
+  private async save(): Promise<Saved> {
+    return parseSave(await run('iptables-save', []));
+  }
+}

@@ -1,0 +1,150 @@
+import type { DatapathModel, DpPort } from '../datapath.js';
+
+/**
+ * The iptables rendering of the model: Docker 28's bridge rules (see
+ * shared/reference/docker-bridge-rules.md) in chains of bridgeport's own, as
+ * it behaves with --userland-proxy=false. Pure: model in, rule text out.
+ */
+
+export type TableName = 'filter' | 'nat' | 'raw';
+
+export const CHAINS = {
+  user: 'BRIDGEPORT-USER',
+  forward: 'BRIDGEPORT-FORWARD',
+  ct: 'BRIDGEPORT-CT',
+  internal: 'BRIDGEPORT-INTERNAL',
+  bridge: 'BRIDGEPORT-BRIDGE',
+  ports: 'BRIDGEPORT',
+  dnat: 'BRIDGEPORT',
+  postrouting: 'BRIDGEPORT-POSTROUTING',
+  raw: 'BRIDGEPORT-RAW',
+} as const;
+
+/** Chains bridgeport owns and rewrites whole on every sync (BRIDGEPORT-USER is the operator's). */
+export const OWN_CHAINS: Record<TableName, readonly string[]> = {
+  filter: [CHAINS.forward, CHAINS.ct, CHAINS.internal, CHAINS.bridge, CHAINS.ports],
+  nat: [CHAINS.dnat, CHAINS.postrouting],
+  raw: [CHAINS.raw],
+};
+
+/** A jump from a built-in chain, in the exact form iptables-save prints it. */
+export interface Jump {
+  table: TableName;
+  chain: string;
+  rule: string;
+  /** Insert at the top of the built-in chain rather than append. */
+  first: boolean;
+}
+
+export const JUMPS: readonly Jump[] = [
+  { table: 'filter', chain: 'FORWARD', rule: `-j ${CHAINS.user}`, first: true },
+  { table: 'filter', chain: 'FORWARD', rule: `-j ${CHAINS.forward}`, first: true },
+  { table: 'nat', chain: 'PREROUTING', rule: `-m addrtype --dst-type LOCAL -j ${CHAINS.dnat}`, first: true },
+  // No loopback exclusion: host processes reach published ports on 127.0.0.1 too (no userland proxy).
+  { table: 'nat', chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${CHAINS.dnat}`, first: true },
+  { table: 'nat', chain: 'POSTROUTING', rule: `-j ${CHAINS.postrouting}`, first: false },
+  { table: 'raw', chain: 'PREROUTING', rule: `-j ${CHAINS.raw}`, first: true },
+];
+
+export type RuleSet = Record<TableName, string[]>;
+
+/** Comments name what a rule is for, so counters and readers can tell rules apart. */
+const comment = (text: string): string => `-m comment --comment ${text}`;
+
+const portMatch = (proto: string, flag: '--dport' | '--sport', port: number): string =>
+  `-p ${proto} -m ${proto} ${flag} ${port}`;
+
+const isLoopback = (ip: string): boolean => ip.startsWith('127.');
+
+function dnatRule(p: DpPort): string {
+  const dst = p.hostIp === '0.0.0.0' ? '' : `-d ${p.hostIp}/32 `;
+  return `-A ${CHAINS.dnat} ${dst}${portMatch(p.proto, '--dport', p.hostPort)} ${comment(`bridgeport:port:${p.proto}:${p.hostIp}:${p.hostPort}`)} -j DNAT --to-destination ${p.containerIp}:${p.containerPort}`;
+}
+
+export function renderRules(model: DatapathModel): RuleSet {
+  const filter: string[] = [];
+  const nat: string[] = [];
+  const raw: string[] = [];
+  const nets = model.networks;
+
+  // filter: the Docker 28 layout. FORWARD → USER, then FORWARD stage:
+  // established replies, internal networks, per-bridge port policy, then egress/ICC.
+  filter.push(`-A ${CHAINS.forward} -j ${CHAINS.ct}`);
+  filter.push(`-A ${CHAINS.forward} -j ${CHAINS.internal}`);
+  filter.push(`-A ${CHAINS.forward} -j ${CHAINS.bridge}`);
+  for (const n of nets) {
+    const br = n.bridge;
+    filter.push(`-A ${CHAINS.ct} -o ${br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+    filter.push(`-A ${CHAINS.bridge} -o ${br} -j ${CHAINS.ports}`);
+    if (n.internal) {
+      filter.push(`-A ${CHAINS.internal} ! -s ${n.subnet} -o ${br} ${comment('bridgeport:drop:internal_network')} -j DROP`);
+      filter.push(`-A ${CHAINS.internal} ! -d ${n.subnet} -i ${br} ${comment('bridgeport:drop:internal_network')} -j DROP`);
+      filter.push(
+        n.icc
+          ? `-A ${CHAINS.forward} -i ${br} -o ${br} -j ACCEPT`
+          : `-A ${CHAINS.forward} -i ${br} -o ${br} ${comment('bridgeport:drop:icc_denied')} -j DROP`,
+      );
+    } else if (n.icc) {
+      filter.push(`-A ${CHAINS.forward} -i ${br} -j ACCEPT`);
+    } else {
+      filter.push(`-A ${CHAINS.forward} -i ${br} -o ${br} ${comment('bridgeport:drop:icc_denied')} -j DROP`);
+      filter.push(`-A ${CHAINS.forward} -i ${br} ! -o ${br} -j ACCEPT`);
+    }
+  }
+
+  // BRIDGEPORT (filter): link permits and published-port accepts first, the per-bridge DROP last.
+  for (const l of model.links) {
+    const br = l.bridge;
+    filter.push(
+      `-A ${CHAINS.ports} -s ${l.parentIp}/32 -d ${l.childIp}/32 -i ${br} -o ${br} ${portMatch(l.proto, '--dport', l.port)} ${comment(`bridgeport:link:${l.parent}:${l.child}`)} -j ACCEPT`,
+    );
+    filter.push(
+      `-A ${CHAINS.ports} -s ${l.childIp}/32 -d ${l.parentIp}/32 -i ${br} -o ${br} ${portMatch(l.proto, '--sport', l.port)} ${comment(`bridgeport:link:${l.parent}:${l.child}`)} -j ACCEPT`,
+    );
+  }
+  const accepted = new Set<string>();
+  for (const p of model.ports) {
+    const key = `${p.bridge}/${p.containerIp}/${p.proto}/${p.containerPort}`;
+    if (accepted.has(key)) continue;
+    accepted.add(key);
+    filter.push(
+      `-A ${CHAINS.ports} -d ${p.containerIp}/32 ! -i ${p.bridge} -o ${p.bridge} ${portMatch(p.proto, '--dport', p.containerPort)} -j ACCEPT`,
+    );
+  }
+  for (const n of nets) {
+    filter.push(`-A ${CHAINS.ports} ! -i ${n.bridge} -o ${n.bridge} ${comment('bridgeport:drop:network_isolation')} -j DROP`);
+  }
+
+  // nat: masquerade per network, hairpin from host addresses and to a container's own port; DNAT per port.
+  for (const n of nets) {
+    if (n.internal) continue;
+    if (n.masquerade) {
+      nat.push(`-A ${CHAINS.postrouting} -s ${n.subnet} ! -o ${n.bridge} ${comment(`bridgeport:masquerade:${n.name}`)} -j MASQUERADE`);
+    }
+    nat.push(`-A ${CHAINS.postrouting} -o ${n.bridge} -m addrtype --src-type LOCAL -j MASQUERADE`);
+  }
+  const hairpins = new Set<string>();
+  for (const p of model.ports) {
+    const key = `${p.containerIp}/${p.proto}/${p.containerPort}`;
+    if (hairpins.has(key)) continue;
+    hairpins.add(key);
+    nat.push(
+      `-A ${CHAINS.postrouting} -s ${p.containerIp}/32 -d ${p.containerIp}/32 ${portMatch(p.proto, '--dport', p.containerPort)} -j MASQUERADE`,
+    );
+  }
+  for (const p of model.ports) nat.push(dnatRule(p));
+
+  // raw: no direct access to container addresses from outside their bridge, and
+  // ports published on a loopback address are not reachable through other interfaces.
+  for (const e of model.endpoints) {
+    raw.push(`-A ${CHAINS.raw} -d ${e.ip}/32 ! -i ${e.bridge} ${comment('bridgeport:drop:direct_access')} -j DROP`);
+  }
+  for (const p of model.ports) {
+    if (!isLoopback(p.hostIp)) continue;
+    raw.push(
+      `-A ${CHAINS.raw} -d ${p.hostIp}/32 ! -i lo ${portMatch(p.proto, '--dport', p.hostPort)} ${comment('bridgeport:drop:direct_access')} -j DROP`,
+    );
+  }
+
+  return { filter, nat, raw };
+}

@@ -1,0 +1,101 @@
+import { CHAINS, JUMPS, OWN_CHAINS, type RuleSet, type TableName } from './render.js';
+
+/**
+ * Turns a rendered rule set into one `iptables-restore --noflush` script.
+ * Declaring a chain in a restore script flushes it, so bridgeport's own chains
+ * are rewritten whole and atomically; jumps from built-in chains are added
+ * only where missing, and nothing that is not bridgeport's is touched.
+ */
+
+export const TABLES: readonly TableName[] = ['raw', 'nat', 'filter'];
+
+export interface SavedTable {
+  chains: Set<string>;
+  /** "-A CHAIN ..." lines, in order. */
+  rules: string[];
+}
+
+export type Saved = Partial<Record<TableName, SavedTable>>;
+
+/** Parses `iptables-save` output (with or without -c counters). */
+export function parseSave(text: string): Saved {
+  const out: Saved = {};
+  let current: SavedTable | undefined;
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/^\[\d+:\d+\]\s+/, '').trim();
+    if (line.startsWith('*')) {
+      current = { chains: new Set(), rules: [] };
+      out[line.slice(1) as TableName] = current;
+    } else if (!current || line === '' || line.startsWith('#') || line === 'COMMIT') {
+      continue;
+    } else if (line.startsWith(':')) {
+      current.chains.add(line.slice(1).split(' ')[0] ?? '');
+    } else if (line.startsWith('-A ')) {
+      current.rules.push(line);
+    }
+  }
+  return out;
+}
+
+const has = (t: SavedTable | undefined, chain: string, rule: string): number =>
+  t ? t.rules.indexOf(`-A ${chain} ${rule}`) : -1;
+
+export interface RestoreOptions {
+  /** Set the FORWARD policy to DROP (Docker does when it enabled ip_forward itself). */
+  forwardDrop?: boolean;
+}
+
+export function restoreScript(rules: RuleSet, saved: Saved, opts: RestoreOptions = {}): string {
+  const out: string[] = [];
+  for (const table of TABLES) {
+    const t = saved[table];
+    out.push(`*${table}`);
+    if (table === 'filter' && opts.forwardDrop) out.push(':FORWARD DROP [0:0]');
+    for (const chain of OWN_CHAINS[table]) out.push(`:${chain} - [0:0]`);
+    if (table === 'filter' && !t?.chains.has(CHAINS.user)) out.push(`:${CHAINS.user} - [0:0]`);
+    out.push(...rules[table]);
+    out.push(...jumpFixes(table, t));
+    out.push('COMMIT');
+  }
+  return `${out.join('\n')}\n`;
+}
+
+function jumpFixes(table: TableName, t: SavedTable | undefined): string[] {
+  const out: string[] = [];
+  const jumps = JUMPS.filter((j) => j.table === table);
+  for (const chain of new Set(jumps.map((j) => j.chain))) {
+    const mine = jumps.filter((j) => j.chain === chain);
+    const positions = mine.map((j) => has(t, chain, j.rule));
+    const inOrder = positions.every((p, i) => p >= 0 && (i === 0 || p > (positions[i - 1] ?? -1)));
+    if (inOrder) continue;
+    // Missing or out of order: take ours out and put them back in order.
+    mine.forEach((j, i) => {
+      if ((positions[i] ?? -1) >= 0) out.push(`-D ${chain} ${j.rule}`);
+    });
+    const first = mine.filter((j) => j.first);
+    for (const j of [...first].reverse()) out.push(`-I ${chain} 1 ${j.rule}`);
+    for (const j of mine.filter((j) => !j.first)) out.push(`-A ${chain} ${j.rule}`);
+  }
+  return out;
+}
+
+/** Removes every jump and chain of bridgeport's; the operator's BRIDGEPORT-USER chain only if empty. */
+export function teardownScript(saved: Saved): string {
+  const out: string[] = [];
+  for (const table of TABLES) {
+    const t = saved[table];
+    if (!t) continue;
+    const lines: string[] = [];
+    for (const j of JUMPS.filter((j) => j.table === table)) {
+      for (const rule of t.rules) if (rule === `-A ${j.chain} ${j.rule}`) lines.push(`-D ${j.chain} ${j.rule}`);
+    }
+    const own = OWN_CHAINS[table].filter((c) => t.chains.has(c));
+    for (const c of own) lines.push(`-F ${c}`);
+    for (const c of own) lines.push(`-X ${c}`);
+    if (table === 'filter' && t.chains.has(CHAINS.user) && !t.rules.some((r) => r.startsWith(`-A ${CHAINS.user} `))) {
+      lines.push(`-X ${CHAINS.user}`);
+    }
+    if (lines.length) out.push(`*${table}`, ...lines, 'COMMIT');
+  }
+  return out.length ? `${out.join('\n')}\n` : '';
+}

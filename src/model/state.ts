@@ -1,0 +1,86 @@
+import type { ExposedPort, PortBinding } from './port-spec.js';
+
+/**
+ * The daemon's desired state, persisted as one JSON document in the state
+ * dir. Everything the datapaths render is derived from it.
+ */
+export const STATE_VERSION = 1;
+
+export interface NetworkRecord {
+  id: string;
+  name: string;
+  /** Linux bridge interface name (15 bytes at most). */
+  bridge: string;
+  subnet: string;
+  gateway: string;
+  ipRange: string;
+  mtu: number;
+  icc: boolean;
+  masquerade: boolean;
+  internal: boolean;
+  /** Host address published ports of this network bind to when a SPEC names none. */
+  hostBindingIp: string | undefined;
+  /** The default network ("bridge"), made from the daemon's --bip/--fixed-cidr/--mtu/--icc. */
+  isDefault: boolean;
+  options: Record<string, string>;
+  created: string;
+}
+
+export interface EndpointRecord {
+  network: string;
+  ip: string;
+  prefix: number;
+  gateway: string;
+  mac: string;
+  /** Host side of the veth pair, enslaved to the network's bridge. */
+  hostIf: string;
+  /** Name inside the sandbox: eth0, eth1, … in connection order. */
+  sandboxIf: string;
+}
+
+export type NetworkMode = 'bridge' | 'host' | 'none' | 'container';
+
+/** A published port: one host port forwarded to one container port. */
+export interface PublishedPort extends PortBinding {
+  /** The SPEC it came from, as the user wrote it (for `port` and unpublish). */
+  spec: string;
+}
+
+export interface LinkRecord {
+  /** The container linked to (Docker's "child"). */
+  name: string;
+  alias: string;
+}
+
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  mode: NetworkMode;
+  /** The network namespace: one the daemon made, a joined container's, or a path given by another runtime. */
+  sandboxKey: string;
+  /** True when the daemon created sandboxKey and removes it on rm. */
+  ownsSandbox: boolean;
+  /** For --net container:NAME. */
+  joined: string | undefined;
+  hostname: string;
+  cmd: string[];
+  /** The started process and its /proc start time (guards against PID reuse); none for sandboxes joined by path. */
+  pid: number | undefined;
+  pidStart: string | undefined;
+  logPath: string | undefined;
+  hostsPath: string | undefined;
+  endpoints: EndpointRecord[];
+  ports: PublishedPort[];
+  exposed: ExposedPort[];
+  publishAll: boolean;
+  links: LinkRecord[];
+  created: string;
+}
+
+export interface State {
+  version: number;
+  networks: NetworkRecord[];
+  containers: ContainerRecord[];
+}
+
+export const emptyState = (): State => ({ version: STATE_VERSION, networks: [], containers: [] });

@@ -1,0 +1,171 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import { DATAPATHS, describePriv } from '../helpers/privileged.js';
+import { bridgeportRules, fails, inContainer, inspect, ipOf, ok, probe, runEcho, useDaemon } from '../helpers/scenario.js';
+import { REPO_ROOT } from '../helpers/topology.js';
+import { startEchoServer } from '../helpers/traffic.js';
+
+describePriv.each(DATAPATHS)('containers and networks over their lifetime (%s)', (datapath) => {
+  const env = useDaemon(datapath);
+
+  it('--net host, --net none and --net container:NAME behave as in Docker', async () => {
+    const { topo, d } = env();
+    await runEcho(d, 'hosted', { network: 'host', specs: ['tcp:7100'] });
+    expect((await inspect(d, 'hosted')).HostConfig.NetworkMode).toBe('host');
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 7100)).ok).toBe(true);
+
+    await ok(d, ['run', '-d', '--name', 'alone', '--net', 'none', '--', 'sleep', '300']);
+    const links = (await ok(d, ['exec', 'alone', '--', 'ip', '-o', 'link', 'show'])).trim().split('\n');
+    expect(links.map((l) => l.split(':')[1]?.trim())).toEqual(['lo']);
+
+    const web = await runEcho(d, 'web');
+    await ok(d, ['run', '-d', '--name', 'sidecar', '--net', 'container:web', '--', 'sleep', '300']);
+    const sidecar = await inspect(d, 'sidecar');
+    expect(sidecar.NetworkSettings.SandboxKey).toBe(web.NetworkSettings.SandboxKey);
+    expect(sidecar.HostConfig.NetworkMode).toBe(`container:${web.Id}`);
+    // The sidecar shares web's network stack: web's server answers on its loopback.
+    expect((await probe(inContainer(d, 'sidecar'), 'tcp', '127.0.0.1', 80)).ok).toBe(true);
+    expect(await fails(d, ['rm', '-f', 'web'])).toMatch(/sidecar/);
+  });
+
+  it('connect and disconnect a second network', async () => {
+    const { d } = env();
+    await ok(d, ['network', 'create', 'back']);
+    const c = await runEcho(d, 'c');
+    const peer = await runEcho(d, 'peer', { network: 'back' });
+    await ok(d, ['connect', 'back', 'c']);
+    const info = await inspect(d, 'c');
+    expect(Object.keys(info.NetworkSettings.Networks).sort()).toEqual(['back', 'bridge']);
+    expect(info.NetworkSettings.Networks.back.InterfaceName).toBe('eth1');
+    expect(info.NetworkSettings.Networks.bridge.IPAddress).toBe(ipOf(c, 'bridge'));
+    expect((await probe(inContainer(d, 'c'), 'tcp', ipOf(peer, 'back'), 80)).ok).toBe(true);
+    expect((await probe(inContainer(d, 'peer'), 'tcp', ipOf(info, 'back'), 80)).ok).toBe(true);
+
+    await ok(d, ['disconnect', 'back', 'c']);
+    expect(Object.keys((await inspect(d, 'c')).NetworkSettings.Networks)).toEqual(['bridge']);
+    expect((await d.cli(['exec', 'c', '--', 'ip', 'link', 'show', 'eth1'])).exitCode).not.toBe(0);
+    expect((await probe(inContainer(d, 'c'), 'tcp', ipOf(peer, 'back'), 80)).ok).toBe(false);
+  });
+
+  it("connect --netns attaches another runtime's sandbox", async () => {
+    const { topo, d } = env();
+    const nsName = `${topo.hostNs}-x`;
+    const nsPath = `/var/run/netns/${nsName}`;
+    await topo.inHost('ip', ['netns', 'add', nsName]);
+    try {
+      await ok(d, ['network', 'create', 'shared', '--subnet', '172.31.5.0/24']);
+      await ok(d, ['connect', 'shared', 'foreign', '--netns', nsPath, '--ip', '172.31.5.50']);
+      const server = await startEchoServer(nsPath, ['tcp:80']);
+      try {
+        await runEcho(d, 'local', { network: 'shared' });
+        const r = await probe(inContainer(d, 'local'), 'tcp', '172.31.5.50', 80);
+        expect(r.ok, JSON.stringify(r)).toBe(true);
+        expect((await inspect(d, 'foreign')).NetworkSettings.SandboxKey).toBe(nsPath);
+      } finally {
+        await server.stop();
+      }
+      await ok(d, ['disconnect', 'shared', 'foreign']);
+      expect(await ok(d, ['ps', '-q'])).not.toContain('foreign');
+      expect((await d.cli(['inspect', 'foreign'])).exitCode).not.toBe(0);
+    } finally {
+      await topo.inHost('ip', ['netns', 'del', nsName]);
+    }
+  });
+
+  it('rm and network rm remove every rule, link and namespace they made', async () => {
+    const { topo, d } = env();
+    const empty = await bridgeportRules(topo);
+    const linksBefore = (await topo.inHost('ip', ['-o', 'link', 'show'])).stdout.split('\n').length;
+    await ok(d, ['network', 'create', 'tmp']);
+    const web = await runEcho(d, 'web', { network: 'tmp', flags: ['-p', '8092:80', '-p', '5356:53/udp'] });
+    expect((await bridgeportRules(topo)).join('\n')).toContain(ipOf(web, 'tmp'));
+    await ok(d, ['rm', '-f', 'web']);
+    await ok(d, ['network', 'rm', 'tmp']);
+    expect(await bridgeportRules(topo)).toEqual(empty);
+    expect((await topo.inHost('ip', ['-o', 'link', 'show'])).stdout.split('\n').length).toBe(linksBefore);
+    expect(await readdir(join(d.runDir, 'netns'))).toEqual([]);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8092)).ok).toBe(false);
+  });
+
+  it('a restart (even kill -9) re-syncs rules without duplicates and leaves foreign rules alone', async () => {
+    const { topo, d } = env();
+    await ok(d, ['network', 'create', 'quiet', '--icc=false']);
+    await runEcho(d, 'web', { flags: ['-p', '8093:80'] });
+    await runEcho(d, 'db', { network: 'quiet', flags: ['--expose', '80'] });
+    await runEcho(d, 'app', { network: 'quiet', flags: ['--link', 'db'] });
+    // The operator's own rules: one in BRIDGEPORT-USER, one in FORWARD.
+    await topo.inHost('iptables', ['-A', 'BRIDGEPORT-USER', '-s', '192.0.2.9/32', '-j', 'DROP']);
+    await topo.inHost('iptables', ['-I', 'FORWARD', '1', '-s', '192.0.2.10/32', '-j', 'DROP']);
+    const before = await bridgeportRules(topo);
+
+    await d.kill9();
+    await d.restart();
+    const after = await bridgeportRules(topo);
+    expect(after).toEqual(before);
+    const save = (await topo.inHost('iptables-save', [])).stdout;
+    expect(save.match(/-A FORWARD -j BRIDGEPORT-FORWARD/g)).toHaveLength(1);
+    expect(save).toContain('-A BRIDGEPORT-USER -s 192.0.2.9/32 -j DROP');
+    expect(save).toContain('-A FORWARD -s 192.0.2.10/32 -j DROP');
+
+    // Containers kept running across the restart and traffic still flows.
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8093)).ok).toBe(true);
+    expect((await inspect(d, 'web')).State.Running).toBe(true);
+
+    // A rule flushed behind the daemon's back comes back on the next start.
+    await topo.inHost('iptables', ['-t', 'nat', '-F', 'BRIDGEPORT']);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8093)).ok).toBe(false);
+    await d.stop();
+    await d.restart();
+    expect(await bridgeportRules(topo)).toEqual(before);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8093)).ok).toBe(true);
+  });
+
+  it('daemon --cleanup removes every rule of the datapath, and the CLI says when no daemon runs', async () => {
+    const { topo, d } = env();
+    await runEcho(d, 'web', { flags: ['-p', '8094:80'] });
+    await d.stop();
+    const down = await d.cli(['ps']);
+    expect(down.exitCode).not.toBe(0);
+    expect(down.stderr).toContain('Cannot connect to the bridgeport daemon');
+    expect(down.stderr).toContain('bridgeport daemon');
+
+    const r = await topo.inHost('node', [
+      join(REPO_ROOT, 'bin', 'bridgeport'),
+      'daemon',
+      '--cleanup',
+      '--datapath',
+      datapath,
+      '--state-dir',
+      d.stateDir,
+      '--run-dir',
+      d.runDir,
+    ]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await bridgeportRules(topo)).toEqual([]);
+  });
+});
+
+describePriv('datapath selection', () => {
+  const env = useDaemon('auto');
+
+  it('auto falls back to iptables and says why; ebpf refuses to start with a clear error', async () => {
+    const { topo, d } = env();
+    const status = (await d.cliJson(['status', '--json'])) as any;
+    expect(status.Datapath).toBe('iptables');
+    expect(status.DatapathReason).toMatch(/ebpf/i);
+
+    const r = await topo.inHost('node', [
+      join(REPO_ROOT, 'bin', 'bridgeport'),
+      'daemon',
+      '--datapath',
+      'ebpf',
+      '--state-dir',
+      `${d.stateDir}-ebpf`,
+      '--run-dir',
+      `${d.runDir}-ebpf`,
+    ]);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(/--datapath ebpf: .*not built/);
+  });
+});

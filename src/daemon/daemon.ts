@@ -3,7 +3,6 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ApplyChange, Datapath, DatapathModel, DpPort } from '../datapath/datapath.js';
 import { toDatapathModel } from '../datapath/model.js';
-import { CommandError } from '../host/exec.js';
 import { getLink, listIpv4Addresses, listRoutes } from '../host/iproute.js';
 import { createNetns, deleteNetns, netnsInode } from '../host/netns.js';
 import { createEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
@@ -59,8 +58,8 @@ function within(op: string, err: unknown): Error {
     const message = err.message.startsWith(op) ? err.message : `${op}: ${err.message}`;
     return new BridgeportError(message, err.kind, { cause: err });
   }
-  if (err instanceof CommandError) return new BridgeportError(`${op}: ${err.message}`, 'internal', { cause: err });
-  return err instanceof Error ? err : new Error(String(err));
+  const message = err instanceof Error ? err.message : String(err);
+  return new BridgeportError(`${op}: ${message}`, 'internal', { cause: err });
 }
 
 /**

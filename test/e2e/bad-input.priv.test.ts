@@ -13,8 +13,11 @@ async function snapshot({ topo, d }: Env): Promise<Record<string, unknown>> {
     networks: await d.cliJson(['network', 'ls', '--json']),
     containers: await d.cliJson(['ps', '--json']),
     rules: save.split('\n').filter((l) => !l.startsWith('#')),
-    links: (await topo.inHost('ip', ['-br', 'link', 'show'])).stdout,
-    addresses: (await topo.inHost('ip', ['-br', '-4', 'addr', 'show'])).stdout,
+    // Names and addresses, not operstate: a new bridge turns UP a moment after it is made.
+    links: JSON.parse((await topo.inHost('ip', ['-json', 'link', 'show'])).stdout).map((l: any) => `${l.ifname} ${l.master ?? ''}`),
+    addresses: JSON.parse((await topo.inHost('ip', ['-json', '-4', 'addr', 'show'])).stdout).flatMap((l: any) =>
+      l.addr_info.map((a: any) => `${l.ifname} ${a.local}/${a.prefixlen}`),
+    ),
     sandboxes: await readdir(join(d.runDir, 'netns')),
   };
 }

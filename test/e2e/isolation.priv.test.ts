@@ -85,6 +85,8 @@ describePriv.each(DATAPATHS)('isolation and masquerade (%s)', (datapath) => {
       const r = await probe(inContainer(d, 'plain'), 'tcp', topo.clientIp, 7777);
       expect(r.ok, JSON.stringify(r)).toBe(true);
       expect(peerIp(r)).toBe(ipOf(plain, 'routed'));
+      // Routed, not open: new connections from outside to an unpublished port are still dropped.
+      expect((await probe(topo.inClient, 'tcp', ipOf(plain, 'routed'), 80)).ok).toBe(false);
     } finally {
       await server.stop();
     }

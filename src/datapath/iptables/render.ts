@@ -136,7 +136,11 @@ export function renderRules(model: DatapathModel): RuleSet {
 
   // raw: no direct access to container addresses from outside their bridge, and
   // ports published on a loopback address are not reachable through other interfaces.
+  // A network without masquerade is routed: its addresses are the ones replies come
+  // back to, so (as in Docker's routed mode) only the filter rules above guard it.
+  const routed = new Set(nets.filter((n) => !n.masquerade && !n.internal).map((n) => n.name));
   for (const e of model.endpoints) {
+    if (routed.has(e.network)) continue;
     raw.push(`-A ${CHAINS.raw} -d ${e.ip}/32 ! -i ${e.bridge} ${comment('bridgeport:drop:direct_access')} -j DROP`);
   }
   for (const p of model.ports) {

@@ -8,6 +8,7 @@ import { printTable } from './table.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
+// biome-ignore lint/suspicious/noExplicitAny: Docker-shaped JSON documents from the daemon
 type Json = Record<string, any>;
 
 function client(program: Command): Client {
@@ -110,7 +111,10 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'only names')
     .action(async (o: Json) => {
       const nets = await client(program).call<Json[]>('GET', '/v1/networks');
-      if (o.quiet) return nets.forEach((n) => console.log(n.Name));
+      if (o.quiet) {
+        for (const n of nets) console.log(n.Name);
+        return;
+      }
       print(o.json, nets, () =>
         printTable(['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE', 'SUBNET', 'BRIDGE'], nets.map((n) => [n.ID, n.Name, n.Driver, n.Scope, n.Subnet, n.Bridge])),
       );
@@ -209,7 +213,9 @@ export function buildProgram(): Command {
       .option('--json')
       .action(async (name: string, o: Json) => {
         const ports = await client(program).call<PublishedPort[]>('POST', `/v1/containers/${enc(name)}/${verb}`, { ports: o.publish });
-        print(o.json, ports, () => portLines(ports).forEach((l) => console.log(l)));
+        print(o.json, ports, () => {
+          for (const l of portLines(ports)) console.log(l);
+        });
       });
   }
 
@@ -222,7 +228,9 @@ export function buildProgram(): Command {
     .action(async (name: string, port: string | undefined, o: Json) => {
       const ports = await client(program).call<PublishedPort[]>('GET', `/v1/containers/${enc(name)}/ports`);
       const lines = portLines(ports, port);
-      print(o.json, ports, () => lines.forEach((l) => console.log(l)));
+      print(o.json, ports, () => {
+        for (const l of lines) console.log(l);
+      });
     });
 
   program
@@ -233,7 +241,10 @@ export function buildProgram(): Command {
     .option('-a, --all', 'accepted for Docker compatibility: every container is listed')
     .action(async (o: Json) => {
       const list = await client(program).call<Json[]>('GET', '/v1/containers');
-      if (o.quiet) return list.forEach((c) => console.log(c.ID));
+      if (o.quiet) {
+        for (const c of list) console.log(c.ID);
+        return;
+      }
       print(o.json, list, () =>
         printTable(
           ['CONTAINER ID', 'COMMAND', 'STATUS', 'PORTS', 'NAMES', 'NETWORKS'],

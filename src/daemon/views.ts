@@ -12,7 +12,7 @@ function portMap(c: ContainerRecord): PortMap {
   for (const e of exposedPorts(c)) for (let p = e.start; p <= e.end; p++) out[`${p}/${e.proto}`] ??= null;
   for (const p of c.ports) {
     const key = `${p.containerPort}/${p.proto}`;
-    (out[key] ??= []).push({ HostIp: p.hostIp, HostPort: String(p.hostPort) });
+    out[key] = [...(out[key] ?? []), { HostIp: p.hostIp, HostPort: String(p.hostPort) }];
   }
   return out;
 }

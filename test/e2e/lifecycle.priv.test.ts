@@ -29,6 +29,37 @@ describePriv.each(DATAPATHS)('containers and networks over their lifetime (%s)',
     expect(await fails(d, ['rm', '-f', 'web'])).toMatch(/sidecar/);
   });
 
+  it('network options and the endpoint inside the sandbox: MTU, bridge name, MAC, route, hostname', async () => {
+    const { topo, d } = env();
+    await ok(d, [
+      'network', 'create', 'opts', '--subnet', '172.30.7.0/24', '--mtu', '1400',
+      '-o', 'com.docker.network.bridge.name=bp-opts0', '-o', 'com.docker.network.bridge.enable_icc=false',
+    ]);
+    const net = ((await d.cliJson(['network', 'inspect', 'opts'])) as any[])[0];
+    expect(net.Options['com.docker.network.bridge.name']).toBe('bp-opts0');
+    expect(net.Options['com.docker.network.bridge.enable_icc']).toBe('false');
+    expect(net.IPAM.Config).toEqual([{ Subnet: '172.30.7.0/24', Gateway: '172.30.7.1' }]);
+    const bridge = JSON.parse((await topo.inHost('ip', ['-json', 'addr', 'show', 'dev', 'bp-opts0'])).stdout)[0];
+    expect(bridge.mtu).toBe(1400);
+    expect(bridge.addr_info.map((a: any) => `${a.local}/${a.prefixlen}`)).toContain('172.30.7.1/24');
+
+    await ok(d, ['run', '-d', '--name', 'h', '--network', 'opts', '--hostname', 'myhost', '--', 'sleep', '300']);
+    const info = await inspect(d, 'h');
+    const ep = info.NetworkSettings.Networks.opts;
+    expect(ep.IPAddress).toBe('172.30.7.2');
+    expect(ep.MacAddress).toBe('02:42:ac:1e:07:02');
+    const eth0 = JSON.parse(await ok(d, ['exec', 'h', '--', 'ip', '-json', 'link', 'show', 'dev', 'eth0']))[0];
+    expect(eth0.mtu).toBe(1400);
+    expect(eth0.address).toBe('02:42:ac:1e:07:02');
+    const addrs = JSON.parse(await ok(d, ['exec', 'h', '--', 'ip', '-json', '-4', 'addr', 'show', 'dev', 'eth0']))[0];
+    expect(addrs.addr_info.map((a: any) => `${a.local}/${a.prefixlen}`)).toEqual(['172.30.7.2/24']);
+    expect((await ok(d, ['exec', 'h', '--', 'ip', 'route', 'show', 'default'])).trim()).toMatch(/^default via 172\.30\.7\.1 dev eth0/);
+    expect((await ok(d, ['exec', 'h', '--', 'cat', '/proc/sys/kernel/hostname'])).trim()).toBe('myhost');
+    const hostSide = JSON.parse((await topo.inHost('ip', ['-json', '-details', 'link', 'show', 'dev', ep.HostInterfaceName])).stdout)[0];
+    expect(hostSide.master).toBe('bp-opts0');
+    expect(hostSide.linkinfo.info_slave_data.hairpin).toBe(true);
+  });
+
   it('connect and disconnect a second network', async () => {
     const { d } = env();
     await ok(d, ['network', 'create', 'back']);

@@ -26,11 +26,9 @@ export function parseSave(text: string): Saved {
     if (line.startsWith('*')) {
       current = { chains: new Set(), rules: [] };
       out[line.slice(1) as TableName] = current;
-    } else if (!current || line === '' || line.startsWith('#') || line === 'COMMIT') {
-      continue;
-    } else if (line.startsWith(':')) {
+    } else if (current && line.startsWith(':')) {
       current.chains.add(line.slice(1).split(' ')[0] ?? '');
-    } else if (line.startsWith('-A ')) {
+    } else if (current && line.startsWith('-A ')) {
       current.rules.push(line);
     }
   }

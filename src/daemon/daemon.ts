@@ -7,6 +7,7 @@ import { getLink, listIpv4Addresses, listRoutes } from '../host/iproute.js';
 import { createNetns, deleteNetns, netnsInode } from '../host/netns.js';
 import { createEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
 import { isRunning, resolveExecutable, startProcess, stopProcess } from '../host/process.js';
+import { hostListeners } from '../host/sockets.js';
 import { allocateAddress, type Addressing, planAddressing, type SubnetInUse } from '../ipam/ipam.js';
 import { type Cidr, cidrContainsCidr, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
 import { BridgeportError, conflict, invalid, notFound } from '../model/errors.js';
@@ -325,7 +326,7 @@ export class Daemon {
         const ep = this.allocateEndpoint(draft, net, req.ip, 'eth0');
         c.endpoints.push(ep);
         for (const l of req.links ?? []) c.links.push(this.checkLink(draft, c, l));
-        c.ports = this.expandPorts(draft, net, c, specs);
+        c.ports = await this.expandPorts(draft, net, c, specs);
       }
       draft.containers.push(c);
 
@@ -394,19 +395,28 @@ export class Daemon {
   }
 
   /** Turns SPECs (and -P) into concrete bindings, checked against every port already published. */
-  private expandPorts(draft: State, net: NetworkRecord, c: ContainerRecord, specs: PortSpec[]): PublishedPort[] {
+  private async expandPorts(draft: State, net: NetworkRecord, c: ContainerRecord, specs: PortSpec[]): Promise<PublishedPort[]> {
     const chosen: PublishedPort[] = [];
     const published = draft.containers.flatMap((x) => (x === c ? [] : x.ports));
+    const listeners = await hostListeners();
+    const listenerOn = (b: PortBinding): PortBinding | undefined => listeners.find((l) => bindingsOverlap(l, b));
     const isTaken = (proto: PortBinding['proto'], hostIp: string, hostPort: number): boolean => {
       const probe = { proto, hostIp, hostPort, containerPort: 0 };
-      return [...published, ...chosen, ...c.ports].some((p) => bindingsOverlap(p, probe));
+      return [...published, ...chosen, ...c.ports].some((p) => bindingsOverlap(p, probe)) || !!listenerOn(probe);
     };
-    const ctx = {
-      defaultHostIp: net.hostBindingIp ?? this.config.defaultHostIp,
-      ephemeral: this.config.ephemeral,
-      isTaken,
-    };
+    const defaultHostIp = net.hostBindingIp ?? this.config.defaultHostIp;
+    const ctx = { defaultHostIp, ephemeral: this.config.ephemeral, isTaken };
     for (const spec of specs) {
+      // A fixed host port a host process already uses: say so rather than "already published".
+      if (spec.hostPortStart !== 0 && spec.hostPortStart === spec.hostPortEnd) {
+        const wanted = { proto: spec.proto, hostIp: spec.hostIp ?? defaultHostIp, hostPort: spec.hostPortStart, containerPort: 0 };
+        const l = listenerOn(wanted);
+        if (l) {
+          throw conflict(
+            `publish ${formatPortSpec(spec)}: host port ${wanted.hostPort}/${wanted.proto} is in use by a process on the host (${l.hostIp}:${l.hostPort})`,
+          );
+        }
+      }
       for (const b of expandPortSpec(spec, ctx)) chosen.push({ ...b, spec: formatPortSpec(spec) });
     }
     if (c.publishAll) {
@@ -534,7 +544,7 @@ export class Daemon {
       if (c.mode !== 'bridge' || !ep) throw invalid(`container ${name} is not on a bridge network: nothing to publish to`);
       const net = findNetwork(draft, ep.network);
       if (net.internal) throw invalid(`network ${net.name} is internal: ports cannot be published`);
-      const added = this.expandPorts(draft, net, c, specs);
+      const added = await this.expandPorts(draft, net, c, specs);
       c.ports.push(...added);
       return added;
     });

@@ -4,6 +4,7 @@ import { beforeEach, expect, it } from 'vitest';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
 import { type Env, fails, ok, runEcho, useDaemon } from '../helpers/scenario.js';
 import { REPO_ROOT, runCommand } from '../helpers/topology.js';
+import { startEchoServer } from '../helpers/traffic.js';
 
 /** Everything an operation could change: stored state, listings, rules, links, sandboxes. */
 async function snapshot({ topo, d }: Env): Promise<Record<string, unknown>> {
@@ -23,7 +24,7 @@ async function snapshot({ topo, d }: Env): Promise<Record<string, unknown>> {
 }
 
 describePriv.each(DATAPATHS)('bad input is refused and changes nothing (%s)', (datapath) => {
-  const env = useDaemon(datapath);
+  const env = useDaemon(datapath, ['--ephemeral-ports', '40000-40099']);
 
   beforeEach(async () => {
     const { d } = env();
@@ -71,6 +72,21 @@ describePriv.each(DATAPATHS)('bad input is refused and changes nothing (%s)', (d
     const stderr = await fails(e.d, args);
     expect(stderr).toMatch(message);
     expect(await snapshot(e)).toEqual(before);
+  });
+
+  it('a host port a host process listens on is refused; -P skips it', async () => {
+    const e = env();
+    const server = await startEchoServer(e.topo.hostNsPath, ['tcp:40000']);
+    try {
+      const before = await snapshot(e);
+      expect(await fails(e.d, ['publish', 'web', '-p', '40000:80'])).toMatch(/host port 40000\/tcp is in use by a process on the host/);
+      expect(await snapshot(e)).toEqual(before);
+      await ok(e.d, ['run', '-d', '--name', 'eph', '--network', 'used', '--expose', '80', '-P', '--', 'sleep', '3018']);
+      const ports = (await e.d.cliJson(['port', 'eph', '--json'])) as { hostPort: number }[];
+      expect(ports.map((p) => p.hostPort)).toEqual([40001]);
+    } finally {
+      await server.stop();
+    }
   });
 
   it('a failure at the last step rolls back everything the operation did', async () => {

@@ -30,6 +30,13 @@ describePriv.each(DATAPATHS)('published ports (%s)', (datapath) => {
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8081)).ok).toBe(true);
     const other = await probe(topo.inClient, 'tcp', '198.18.0.3', 8081);
     expect(other.ok).toBe(false);
+
+    // A network's --host-binding-ip is the default for SPECs that name no address.
+    await ok(d, ['network', 'create', 'bound', '--host-binding-ip', '198.18.0.3']);
+    await runEcho(d, 'web2', { network: 'bound', flags: ['-p', '8088:80'] });
+    expect((await ok(d, ['port', 'web2'])).trim()).toBe('80/tcp -> 198.18.0.3:8088');
+    expect((await probe(topo.inClient, 'tcp', '198.18.0.3', 8088)).ok).toBe(true);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8088)).ok).toBe(false);
   });
 
   it('a port bound to 127.0.0.1 is reachable from the host, not through the uplink', async () => {

@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import type { ConnectRequest, CreateNetworkRequest, PublishRequest, RunRequest } from '../api/types.js';
 import { listen, Router } from '../api/server.js';
+import { checkBody, SHAPES } from '../api/validate.js';
 import { type DatapathChoice, selectDatapath } from '../datapath/select.js';
 import { defaultRouteInterface, getLink } from '../host/iproute.js';
 import { ephemeralPortRange, writeSysctl } from '../host/sysctl.js';
@@ -122,23 +123,27 @@ function routes(daemon: Daemon, info: { reason: string; socket: string }): Route
     ...state().networks.map(networkSummary),
     ...PSEUDO_NETWORKS,
   ]);
-  r.on('POST', '/v1/networks', async ({ body }) => inspectNetwork(await daemon.createNetwork(body as CreateNetworkRequest), state()));
+  r.on('POST', '/v1/networks', async ({ body }) =>
+    inspectNetwork(await daemon.createNetwork(checkBody<CreateNetworkRequest>(body, 'network create', SHAPES.createNetwork)), state()),
+  );
   r.on('GET', '/v1/networks/:name', async ({ params }) => inspectNetwork(findNetwork(state(), params.name!), state()));
   r.on('DELETE', '/v1/networks/:name', async ({ params }) => daemon.removeNetwork(params.name!));
   r.on('POST', '/v1/networks/:name/connect', async ({ params, body }) => {
-    const b = body as ConnectRequest & { container: string };
+    const b = checkBody<ConnectRequest & { container: string }>(body, 'connect', SHAPES.connect);
     return inspectContainer(await daemon.connect(params.name!, b.container, b), state());
   });
   r.on('POST', '/v1/networks/:name/disconnect', async ({ params, body }) =>
-    daemon.disconnect(params.name!, (body as { container: string }).container),
+    daemon.disconnect(params.name!, checkBody<{ container: string }>(body, 'disconnect', SHAPES.disconnect).container),
   );
   r.on('GET', '/v1/containers', async () => Promise.all(state().containers.map((c) => containerSummary(c, state()))));
-  r.on('POST', '/v1/containers', async ({ body }) => inspectContainer(await daemon.run(body as RunRequest), state()));
+  r.on('POST', '/v1/containers', async ({ body }) =>
+    inspectContainer(await daemon.run(checkBody<RunRequest>(body, 'run', SHAPES.run)), state()),
+  );
   r.on('GET', '/v1/containers/:name', async ({ params }) => inspectContainer(findContainer(state(), params.name!), state()));
   r.on('DELETE', '/v1/containers/:name', async ({ params, query }) => daemon.remove(params.name!, query.get('force') === 'true'));
   r.on('POST', '/v1/containers/:name/stop', async ({ params }) => daemon.stop(params.name!));
-  r.on('POST', '/v1/containers/:name/publish', async ({ params, body }) => daemon.publish(params.name!, body as PublishRequest));
-  r.on('POST', '/v1/containers/:name/unpublish', async ({ params, body }) => daemon.unpublish(params.name!, body as PublishRequest));
+  r.on('POST', '/v1/containers/:name/publish', async ({ params, body }) => daemon.publish(params.name!, checkBody<PublishRequest>(body, 'publish', SHAPES.publish)));
+  r.on('POST', '/v1/containers/:name/unpublish', async ({ params, body }) => daemon.unpublish(params.name!, checkBody<PublishRequest>(body, 'unpublish', SHAPES.publish)));
   r.on('GET', '/v1/containers/:name/ports', async ({ params }) => findContainer(state(), params.name!).ports);
   return r;
 }

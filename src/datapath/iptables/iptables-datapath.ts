@@ -1,4 +1,4 @@
-import { run } from '../../host/exec.js';
+import { CommandError, run } from '../../host/exec.js';
 import { interfaceSysctl, writeSysctl } from '../../host/sysctl.js';
 import type { ApplyChange, Datapath, DatapathModel } from '../datapath.js';
 import { renderRules } from './render.js';
@@ -34,7 +34,10 @@ export class IptablesDatapath implements Datapath {
     for (const p of change?.publishedUdp ?? []) {
       // A UDP flow that hit the host before the port was published keeps its
       // un-NATed conntrack entry and would bypass the new DNAT (moby#44742).
-      await run('conntrack', ['-D', '-p', 'udp', '--orig-port-dst', String(p.hostPort)]).catch(() => undefined);
+      await run('conntrack', ['-D', '-p', 'udp', '--orig-port-dst', String(p.hostPort)]).catch((err: unknown) => {
+        // conntrack exits 1 when there was nothing to delete.
+        if (!(err instanceof CommandError && err.exitCode === 1)) throw err;
+      });
     }
   }
 

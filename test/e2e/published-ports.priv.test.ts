@@ -146,6 +146,20 @@ describePriv.each(DATAPATHS)('published ports (%s)', (datapath) => {
     }
   });
 
+  it("the operator's BRIDGEPORT-USER chain is consulted before bridgeport's rules", async () => {
+    const { topo, d } = env();
+    await runEcho(d, 'web', { flags: ['-p', '8089:80'] });
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8089)).ok).toBe(true);
+    const deny = ['BRIDGEPORT-USER', '-s', `${topo.clientIp}/32`, '-j', 'DROP'];
+    expect((await topo.inHost('iptables', ['-I', ...deny])).exitCode).toBe(0);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8089)).ok).toBe(false);
+    // bridgeport's own changes leave the operator's rule in place.
+    await ok(d, ['publish', 'web', '-p', '8189:80']);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8189)).ok).toBe(false);
+    expect((await topo.inHost('iptables', ['-D', ...deny])).exitCode).toBe(0);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8189)).ok).toBe(true);
+  });
+
   it('drops direct access to container addresses from outside, not from the host', async () => {
     const { topo, d } = env();
     const web = await runEcho(d, 'web', { flags: ['-p', '8087:80'] });

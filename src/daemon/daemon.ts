@@ -3,18 +3,17 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ApplyChange, Datapath, DatapathModel, DpPort } from '../datapath/datapath.js';
 import { toDatapathModel } from '../datapath/model.js';
-import { getLink, listIpv4Addresses, listRoutes } from '../host/iproute.js';
+import { getLink, ipBatch, listIpv4Addresses, listRoutes } from '../host/iproute.js';
 import { createNetns, deleteNetns, netnsInode } from '../host/netns.js';
 import { createEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
 import { isRunning, resolveExecutable, startProcess, stopProcess } from '../host/process.js';
 import { hostListeners } from '../host/sockets.js';
 import { allocateAddress, type Addressing, planAddressing, type SubnetInUse } from '../ipam/ipam.js';
-import { type Cidr, cidrContainsCidr, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
+import { broadcast, cidrContainsCidr, cidrsOverlap, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
 import { BridgeportError, conflict, invalid, notFound } from '../model/errors.js';
 import { checkInterfaceName, checkName, RESERVED_NETWORKS } from '../model/names.js';
 import {
   bindingsOverlap,
-  type ExposedPort,
   expandPortSpec,
   type PortBinding,
   type PortSpec,
@@ -108,6 +107,7 @@ export class Daemon {
           const net = draft.networks.find((n) => n.name === ep.network)!;
           await deleteLink(ep.sandboxIf, c.sandboxKey).catch(() => undefined);
           await createEndpoint(endpointSpec(net, c, ep, i === 0));
+          tx.onRollback(() => deleteLink(ep.hostIf));
         }
       }
     });
@@ -115,6 +115,9 @@ export class Daemon {
 
   private ensureDefaultNetwork(draft: State): void {
     const { address, cidr } = parseInterfaceCidr(this.config.bip, '--bip');
+    if (address === cidr.network || address === broadcast(cidr) || cidr.prefix > 30) {
+      throw invalid(`start daemon: --bip ${this.config.bip}: the gateway must be a host address of a /30 or larger subnet`);
+    }
     let ipRange = cidr;
     if (this.config.fixedCidr) {
       ipRange = parseCidr(this.config.fixedCidr, '--fixed-cidr');
@@ -149,7 +152,7 @@ export class Daemon {
       }
       Object.assign(current, wanted);
     } else {
-      const overlap = draft.networks.find((n) => cidrsOverlapText(n.subnet, wanted.subnet));
+      const overlap = draft.networks.find((n) => cidrsOverlap(parseCidr(n.subnet), cidr));
       if (overlap) throw conflict(`start daemon: --bip ${this.config.bip} overlaps network ${overlap.name} (${overlap.subnet})`);
       draft.networks.unshift(wanted);
     }
@@ -520,18 +523,16 @@ export class Daemon {
       const index = c.endpoints.findIndex((e) => e.network === net.name);
       if (index < 0) throw notFound(`container ${name} is not connected to network ${network}`);
       const [ep] = c.endpoints.splice(index, 1);
+      tx.afterCommit(() => deleteLink(ep!.hostIf));
       const next = c.endpoints[0];
       if (index === 0 && next) {
         // The default route left with the first endpoint: send it through the next one.
-        tx.afterCommit(() =>
-          createDefaultRoute(c.sandboxKey, next.gateway, next.sandboxIf),
-        );
+        tx.afterCommit(() => createDefaultRoute(c.sandboxKey, next.gateway, next.sandboxIf));
       }
       if (!c.ownsSandbox && c.mode === 'bridge' && c.endpoints.length === 0 && c.pid === undefined) {
         // A sandbox another runtime made is forgotten with its last endpoint.
         draft.containers = draft.containers.filter((x) => x !== c);
       }
-      tx.afterCommit(() => deleteLink(ep!.hostIf));
       if (c.hostsPath) tx.afterCommit(() => writeFile(c.hostsPath!, renderHostsFile(c, draft)));
     });
   }
@@ -622,12 +623,6 @@ function parseBool(key: string, value: string): boolean {
   throw invalid(`invalid value "${value}" for ${key}: use true or false`);
 }
 
-function cidrsOverlapText(a: string, b: string): boolean {
-  const x: Cidr = parseCidr(a);
-  const y: Cidr = parseCidr(b);
-  return cidrContainsCidr(x, y) || cidrContainsCidr(y, x);
-}
-
 export function findNetwork(state: State, name: string): NetworkRecord {
   const n = state.networks.find((x) => x.name === name || x.id === name || (name.length >= 12 && x.id.startsWith(name)));
   if (!n) throw notFound(`network ${name} not found`);
@@ -661,8 +656,5 @@ const endpointSpec = (n: NetworkRecord, c: ContainerRecord, ep: EndpointRecord, 
 });
 
 async function createDefaultRoute(sandbox: string, gateway: string, dev: string): Promise<void> {
-  const { ipBatch } = await import('../host/iproute.js');
   await ipBatch([`route replace default via ${gateway} dev ${dev}`], sandbox);
 }
-
-export type { ExposedPort };

@@ -2,15 +2,35 @@
 # Both install what is missing first (apt packages, npm packages) and build.
 SHELL := /bin/bash
 
-.PHONY: all deps build demo test test-unit test-priv lint clean
+.PHONY: all deps build bpf demo test test-unit test-priv lint clean
+
+# BPF C: one object per attach point (bpf/*.c), plus small programs the tests
+# load (test/bpf/progs/*.c). -Werror: a warning in the datapath is a bug.
+ARCH_INCLUDE := /usr/include/$(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I bpf/include -I bpf -I $(ARCH_INCLUDE)
+BPF_SRC := $(wildcard bpf/*.c)
+BPF_OBJ := $(patsubst bpf/%.c,bpf/obj/%.o,$(BPF_SRC))
+BPF_TEST_SRC := $(wildcard test/bpf/progs/*.c)
+BPF_TEST_OBJ := $(patsubst test/bpf/progs/%.c,bpf/obj/test/%.o,$(BPF_TEST_SRC))
+BPF_HDR := $(wildcard bpf/include/*.h bpf/lib/*.h)
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
 
-build: deps
+build: deps bpf
 	npx tsc -p tsconfig.build.json
+
+bpf: deps $(BPF_OBJ) $(BPF_TEST_OBJ)
+
+bpf/obj/%.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	clang $(BPF_CFLAGS) -c $< -o $@
+
+bpf/obj/test/%.o: test/bpf/progs/%.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	clang $(BPF_CFLAGS) -c $< -o $@
 
 demo: build
 	scripts/demo.sh
@@ -29,4 +49,4 @@ lint: deps
 	npx tsc --noEmit
 
 clean:
-	rm -rf dist
+	rm -rf dist bpf/obj

@@ -12,6 +12,14 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
 command -v sysctl >/dev/null || need+=(procps)
 command -v pgrep >/dev/null || need+=(procps)
+# The BPF build: clang and llvm for the objects, libbpf-dev for its headers,
+# the kernel UAPI headers; libbpf1 is what the daemon loads at run time.
+command -v clang >/dev/null || need+=(clang)
+command -v llvm-objdump >/dev/null || need+=(llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+[ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
+ldconfig -p 2>/dev/null | grep -q 'libbpf.so.1 ' || need+=(libbpf1)
+command -v capsh >/dev/null || need+=(libcap2-bin)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   apt-get update -qq

@@ -63,4 +63,5 @@ export const SHAPES = {
   connect: { container: ['string', true], ip: ['string', false], netns: ['string', false] },
   disconnect: { container: ['string', true] },
   publish: { ports: ['string[]', true] },
+  firewall: { cidr: ['string', true], port: ['string', false] },
 } as const satisfies Record<string, Shape>;

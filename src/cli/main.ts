@@ -63,7 +63,12 @@ export function buildProgram(): Command {
     .option('--ip-forward <bool>', 'enable net.ipv4.ip_forward', 'true')
     .option('--ephemeral-ports <lo-hi>', "host ports for -P and host port 0 (default: the kernel's ip_local_port_range)")
     .option('--metrics-addr <addr>', 'Prometheus endpoint (reserved: not served by this version)', '127.0.0.1:9477')
-    .option('--cleanup', "remove this datapath's rules from the namespace and exit")
+    .option('--bpf-dir <dir>', 'eBPF: per-instance bpffs folder for pinned maps, programs and links (default: <run-dir>/bpf)')
+    .option('--masquerade-ports <lo-hi>', 'eBPF: source ports for masquerade, reserved from host sockets', '61000-65535')
+    .option('--conntrack-timeouts <list>', 'eBPF: idle timeouts in seconds, e.g. tcp=21600,tcp-syn=60,tcp-closing=10,udp=60,icmp=30', '')
+    .option('--conntrack-gc-interval <seconds>', 'eBPF: seconds between conntrack garbage collections', '10')
+    .option('--xdp-mode <mode>', 'eBPF: native, generic or auto (native, falling back to generic)', 'auto')
+    .option('--cleanup', "remove every rule, program, map and sysctl change of this instance (both datapaths) and exit")
     .action(async (flags: DaemonFlags) => runDaemon(flags));
 
   const network = program.command('network').description('manage networks');
@@ -218,6 +223,30 @@ export function buildProgram(): Command {
         });
       });
   }
+
+  const firewall = program
+    .command('firewall')
+    .description("the operator's deny list: sources dropped on the uplinks before anything else (like DOCKER-USER)");
+  for (const verb of ['deny', 'allow'] as const) {
+    firewall
+      .command(verb)
+      .description(verb === 'deny' ? 'drop traffic from CIDR (to one port with --port)' : 'remove a deny rule')
+      .argument('<cidr>', 'source address or CIDR')
+      .option('--port <port>', 'only traffic to this destination port: PORT[/tcp|udp|sctp]')
+      .action(async (cidr: string, o: Json) => {
+        await client(program).call('POST', `/v1/firewall/${verb}`, { cidr, port: o.port });
+      });
+  }
+  firewall
+    .command('ls')
+    .description('list deny rules')
+    .option('--json')
+    .action(async (o: Json) => {
+      const rules = await client(program).call<{ cidr: string; proto?: string; port?: number }[]>('GET', '/v1/firewall');
+      print(o.json, rules, () => {
+        printTable(['SOURCE', 'PORT'], rules.map((r) => [r.cidr, r.port ? `${r.port}/${r.proto}` : 'any']));
+      });
+    });
 
   program
     .command('port')

@@ -11,6 +11,7 @@ import { hostListeners } from '../host/sockets.js';
 import { allocateAddress, type Addressing, planAddressing, type SubnetInUse } from '../ipam/ipam.js';
 import { broadcast, cidrContainsCidr, cidrsOverlap, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
 import { BridgeportError, conflict, invalid, notFound } from '../model/errors.js';
+import { type FirewallRule, formatRule, parseFirewallRule, sameRule } from '../model/firewall.js';
 import { checkInterfaceName, checkName, RESERVED_NETWORKS } from '../model/names.js';
 import {
   bindingsOverlap,
@@ -548,6 +549,26 @@ export class Daemon {
       const added = await this.expandPorts(draft, net, c, specs);
       c.ports.push(...added);
       return added;
+    });
+  }
+
+  async firewallDeny(req: { cidr: string; port?: string }): Promise<FirewallRule> {
+    const rule = parseFirewallRule(req.cidr, req.port);
+    return this.transact(`firewall deny ${formatRule(rule)}`, async (draft) => {
+      const rules = (draft.firewall ??= []);
+      if (rules.some((r) => sameRule(r, rule))) throw conflict(`${formatRule(rule)} is already denied`);
+      rules.push(rule);
+      return rule;
+    });
+  }
+
+  async firewallAllow(req: { cidr: string; port?: string }): Promise<FirewallRule> {
+    const rule = parseFirewallRule(req.cidr, req.port);
+    return this.transact(`firewall allow ${formatRule(rule)}`, async (draft) => {
+      const rules = draft.firewall ?? [];
+      if (!rules.some((r) => sameRule(r, rule))) throw notFound(`${formatRule(rule)} is not denied`);
+      draft.firewall = rules.filter((r) => !sameRule(r, rule));
+      return rule;
     });
   }
 

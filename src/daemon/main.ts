@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import type { ConnectRequest, CreateNetworkRequest, PublishRequest, RunRequest } from '../api/types.js';
 import { listen, Router } from '../api/server.js';
 import { checkBody, SHAPES } from '../api/validate.js';
-import { type DatapathChoice, selectDatapath } from '../datapath/select.js';
+import { parseTimeouts } from '../datapath/ebpf/conntrack-gc.js';
+import type { EbpfOptions } from '../datapath/ebpf/ebpf-datapath.js';
+import { type DatapathChoice, removeEbpfLeftovers, selectDatapath } from '../datapath/select.js';
+import { IptablesDatapath } from '../datapath/iptables/iptables-datapath.js';
 import { defaultRouteInterface, getLink } from '../host/iproute.js';
 import { ephemeralPortRange, writeSysctl } from '../host/sysctl.js';
 import { parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
@@ -28,6 +31,11 @@ export interface DaemonFlags {
   ipForward: string;
   ephemeralPorts?: string;
   metricsAddr: string;
+  bpfDir?: string;
+  masqueradePorts: string;
+  conntrackTimeouts: string;
+  conntrackGcInterval: string;
+  xdpMode: string;
   cleanup?: boolean;
 }
 
@@ -39,11 +47,11 @@ function parseFlagBool(flag: string, v: string): boolean {
   throw invalid(`invalid value "${v}" for ${flag}: use true or false`);
 }
 
-function parsePortRange(text: string): { low: number; high: number } {
+function parsePortRange(text: string, flag = '--ephemeral-ports'): { low: number; high: number } {
   const m = /^(\d+)-(\d+)$/.exec(text);
   const low = Number(m?.[1]);
   const high = Number(m?.[2]);
-  if (!m || low < 1 || high > 65535 || low > high) throw invalid(`invalid --ephemeral-ports "${text}": use LOW-HIGH within 1-65535`);
+  if (!m || low < 1 || high > 65535 || low > high) throw invalid(`invalid ${flag} "${text}": use LOW-HIGH within 1-65535`);
   return { low, high };
 }
 
@@ -62,14 +70,25 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   for (const u of uplinks) if (!(await getLink(u))) throw invalid(`start daemon: --uplink ${u}: no such interface`);
 
   // Docker sets the FORWARD policy to DROP only when it turned forwarding on itself.
-  const forwardDrop = ipForward ? (await writeSysctl('net.ipv4.ip_forward', '1')) === '0' : false;
-  const { datapath, reason } = await selectDatapath(choice, { forwardDrop });
-
+  const ebpf: EbpfOptions = {
+    runDir: flags.runDir,
+    bpfDir: flags.bpfDir,
+    snatPorts: parsePortRange(flags.masqueradePorts, '--masquerade-ports'),
+    timeouts: parseFlagTimeouts(flags.conntrackTimeouts),
+    gcIntervalS: parsePositive('--conntrack-gc-interval', flags.conntrackGcInterval),
+    xdpMode: parseXdpMode(flags.xdpMode),
+    log,
+  };
   if (flags.cleanup) {
-    await datapath.teardown();
-    log(`cleanup: removed the ${datapath.name} datapath's rules`);
+    // Both datapaths: whichever ran last, nothing of this instance stays behind.
+    await new IptablesDatapath({ forwardDrop: false }).teardown().catch((err: unknown) => log(`cleanup: iptables: ${String(err)}`));
+    log('cleanup: removed the iptables datapath\'s rules');
+    if (!(await removeEbpfLeftovers(ebpf))) log('cleanup: no eBPF datapath state found');
     return;
   }
+
+  const forwardDrop = ipForward ? (await writeSysctl('net.ipv4.ip_forward', '1')) === '0' : false;
+  const { datapath, reason } = await selectDatapath(choice, { forwardDrop, ebpf });
 
   await mkdir(flags.stateDir, { recursive: true, mode: 0o700 });
   await mkdir(join(flags.runDir, 'netns'), { recursive: true, mode: 0o700 });
@@ -87,6 +106,26 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   log(`bridgeport ${VERSION} listening on unix://${socket}; datapath ${datapath.name} (${reason}); uplinks ${uplinks.join(', ') || 'none'}`);
   if (flags.metricsAddr) log(`metrics: --metrics-addr ${flags.metricsAddr} is reserved; the metrics endpoint is not part of this version yet`);
   await waitForSignal(server);
+  datapath.close?.();
+}
+
+function parseFlagTimeouts(text: string) {
+  try {
+    return parseTimeouts(text);
+  } catch (err) {
+    throw invalid((err as Error).message);
+  }
+}
+
+function parsePositive(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw invalid(`invalid ${flag} "${text}": must be a positive number of seconds`);
+  return n;
+}
+
+function parseXdpMode(text: string): 'native' | 'generic' | 'auto' {
+  if (text === 'native' || text === 'generic' || text === 'auto') return text;
+  throw invalid(`invalid --xdp-mode "${text}": use native, generic or auto`);
 }
 
 async function waitForSignal(server: Server): Promise<void> {
@@ -144,6 +183,9 @@ function routes(daemon: Daemon, info: { reason: string; socket: string }): Route
   r.on('POST', '/v1/containers/:name/stop', async ({ params }) => daemon.stop(params.name!));
   r.on('POST', '/v1/containers/:name/publish', async ({ params, body }) => daemon.publish(params.name!, checkBody<PublishRequest>(body, 'publish', SHAPES.publish)));
   r.on('POST', '/v1/containers/:name/unpublish', async ({ params, body }) => daemon.unpublish(params.name!, checkBody<PublishRequest>(body, 'unpublish', SHAPES.publish)));
+  r.on('GET', '/v1/firewall', async () => state().firewall ?? []);
+  r.on('POST', '/v1/firewall/deny', async ({ body }) => daemon.firewallDeny(checkBody<{ cidr: string; port?: string }>(body, 'firewall deny', SHAPES.firewall)));
+  r.on('POST', '/v1/firewall/allow', async ({ body }) => daemon.firewallAllow(checkBody<{ cidr: string; port?: string }>(body, 'firewall allow', SHAPES.firewall)));
   r.on('GET', '/v1/containers/:name/ports', async ({ params }) => findContainer(state(), params.name!).ports);
   return r;
 }

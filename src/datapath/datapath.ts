@@ -48,12 +48,20 @@ export interface DpLinkPermit {
   port: number;
 }
 
+/** Drop traffic from `cidr` arriving on an uplink (to `proto`/`port` only, when given). */
+export interface DpFirewallRule {
+  cidr: string;
+  proto?: Proto;
+  port?: number;
+}
+
 export interface DatapathModel {
   networks: DpNetwork[];
   endpoints: DpEndpoint[];
   ports: DpPort[];
   links: DpLinkPermit[];
   uplinks: string[];
+  firewall: DpFirewallRule[];
 }
 
 export type DatapathName = 'iptables' | 'ebpf';
@@ -71,4 +79,6 @@ export interface Datapath {
   teardown(): Promise<void>;
   /** Facts for `status`. */
   describe(): Promise<Record<string, unknown>>;
+  /** Releases the daemon's handles; what is installed keeps working. */
+  close?(): void;
 }

@@ -87,5 +87,6 @@ export function toDatapathModel(state: State, uplinks: string[]): DatapathModel 
     ports,
     links,
     uplinks,
+    firewall: (state.firewall ?? []).map((r) => ({ ...r })),
   };
 }

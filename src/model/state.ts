@@ -1,3 +1,4 @@
+import type { FirewallRule } from './firewall.js';
 import type { ExposedPort, PortBinding } from './port-spec.js';
 
 /**
@@ -81,6 +82,8 @@ export interface State {
   version: number;
   networks: NetworkRecord[];
   containers: ContainerRecord[];
+  /** The operator's deny list; absent in state files written before it existed. */
+  firewall?: FirewallRule[];
 }
 
 export const emptyState = (): State => ({ version: STATE_VERSION, networks: [], containers: [] });

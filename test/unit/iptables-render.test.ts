@@ -44,7 +44,7 @@ function port(partial: Partial<DpPort> = {}): DpPort {
 }
 
 function model(partial: Partial<DatapathModel> = {}): DatapathModel {
-  return { networks: [net()], endpoints: [endpoint()], ports: [], links: [], uplinks: ['eth0'], ...partial };
+  return { networks: [net()], endpoints: [endpoint()], ports: [], links: [], uplinks: ['eth0'], firewall: [], ...partial };
 }
 
 /** The three FORWARD-stage rules every rendering starts with. */

@@ -138,6 +138,13 @@ export function renderRules(model: DatapathModel): RuleSet {
   // ports published on a loopback address are not reachable through other interfaces.
   // A network without masquerade is routed: its addresses are the ones replies come
   // back to, so (as in Docker's routed mode) only the filter rules above guard it.
+  // The operator's deny list first, on the uplinks only (where XDP runs in eBPF mode).
+  for (const r of model.firewall) {
+    const port = r.port && r.proto ? ` ${portMatch(r.proto, '--dport', r.port)}` : '';
+    for (const up of model.uplinks) {
+      raw.push(`-A ${CHAINS.raw} -s ${r.cidr} -i ${up}${port} ${comment('bridgeport:drop:deny_list')} -j DROP`);
+    }
+  }
   const routed = new Set(nets.filter((n) => !n.masquerade && !n.internal).map((n) => n.name));
   for (const e of model.endpoints) {
     if (routed.has(e.network)) continue;

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * bridgeport's own connection tracking: one LRU entry per direction of a flow,
+ * keyed by the tuple as it arrives, holding the rewrite to apply and where to
+ * deliver. The daemon's GC expires idle entries (timeouts by protocol and TCP
+ * flags) and removes both directions together.
+ */
+#ifndef BP_CONNTRACK_H
+#define BP_CONNTRACK_H
+
+#include "maps.h"
+
+/* The tuple of the other direction after this entry's rewrite. */
+static __always_inline void bp_ct_reverse(const struct bp_ct_key *k, const struct bp_ct_value *v, struct bp_ct_key *out)
+{
+	__be32 saddr = (v->flags & BP_CT_SNAT) ? v->new_saddr : k->saddr;
+	__be16 sport = (v->flags & BP_CT_SNAT) ? v->new_sport : k->sport;
+	__be32 daddr = (v->flags & BP_CT_DNAT) ? v->new_daddr : k->daddr;
+	__be16 dport = (v->flags & BP_CT_DNAT) ? v->new_dport : k->dport;
+	out->saddr = daddr;
+	out->daddr = saddr;
+	out->sport = dport;
+	out->dport = sport;
+	out->proto = k->proto;
+	out->pad[0] = out->pad[1] = out->pad[2] = 0;
+}
+
+/* Marks the entry as used now and remembers the TCP flags seen. */
+static __always_inline void bp_ct_touch(struct bp_ct_value *v, struct bp_packet *p)
+{
+	__u64 now = bpf_ktime_get_ns();
+	/* Writing on every packet would bounce the cache line between CPUs. */
+	if (now - v->last_seen > 1000000000ULL / 4)
+		v->last_seen = now;
+	/* Flags only accumulate, so a lost race costs one packet's worth of news. */
+	if (p->tcp_flags & ~v->tcp_flags)
+		v->tcp_flags |= p->tcp_flags;
+}
+
+/*
+ * Applies an entry's rewrite to the packet. Returns 0, or -1 when the packet
+ * could not be changed (the caller drops it: half-rewritten is worse).
+ */
+static __always_inline int bp_ct_apply(struct __sk_buff *skb, struct bp_packet *p, const struct bp_ct_value *v)
+{
+	if (v->flags & BP_CT_SNAT) {
+		if (bp_rewrite_addr(skb, p, IP_SRC_OFF, p->tuple.saddr, v->new_saddr))
+			return -1;
+		if (p->tuple.proto != IPPROTO_ICMP || p->icmp_type == ICMP_ECHO) {
+			if (bp_rewrite_port(skb, p, bp_sport_off(p), p->tuple.sport, v->new_sport))
+				return -1;
+		}
+	}
+	if (v->flags & BP_CT_DNAT) {
+		if (bp_rewrite_addr(skb, p, IP_DST_OFF, p->tuple.daddr, v->new_daddr))
+			return -1;
+		if (p->tuple.proto != IPPROTO_ICMP || p->icmp_type == ICMP_ECHOREPLY) {
+			if (bp_rewrite_port(skb, p, bp_dport_off(p), p->tuple.dport, v->new_dport))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* Creates both directions of a flow. Returns 0, or -1 when the table refused (full). */
+static __always_inline int bp_ct_create(struct bp_packet *p, struct bp_ct_value *orig, struct bp_ct_value *reply)
+{
+	struct bp_ct_key rkey;
+	__u64 now = bpf_ktime_get_ns();
+	orig->last_seen = now;
+	reply->last_seen = now;
+	orig->tcp_flags = p->tcp_flags;
+	reply->tcp_flags = 0;
+	bp_ct_reverse(&p->tuple, orig, &rkey);
+	if (bpf_map_update_elem(&bp_ct, &rkey, reply, BPF_ANY))
+		return -1;
+	if (bpf_map_update_elem(&bp_ct, &p->tuple, orig, BPF_ANY)) {
+		bpf_map_delete_elem(&bp_ct, &rkey);
+		return -1;
+	}
+	return 0;
+}
+
+#endif

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map, pinned by name under the instance's bpffs folder so all objects
+ * share them and a daemon restart re-adopts them. Declared in one place: an
+ * object that does not use a map still agrees on its shape.
+ */
+#ifndef BP_MAPS_H
+#define BP_MAPS_H
+
+#include "common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BP_PUBLISHED_MAX);
+	__type(key, struct bp_published_key);
+	__type(value, struct bp_published_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_published SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bp_epoch);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_epoch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BP_ENDPOINTS_MAX);
+	__type(key, __u32);
+	__type(value, struct bp_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BP_ENDPOINTS_MAX);
+	__type(key, __u32);
+	__type(value, struct bp_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_endpoint_by_if SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BP_NETWORKS_MAX);
+	__type(key, __u32);
+	__type(value, struct bp_network);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_networks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BP_LINKS_MAX);
+	__type(key, struct bp_link_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_links SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BP_UPLINKS_MAX);
+	__type(key, __u32);
+	__type(value, struct bp_uplink);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_uplinks SEC(".maps");
+
+/* Host addresses of the instance's namespace, for the socket hooks' "is this local". */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BP_LOCAL_ADDRS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_local_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BP_CT_MAX);
+	__type(key, struct bp_ct_key);
+	__type(value, struct bp_ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, BP_FIREWALL_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bp_firewall_key);
+	__type(value, struct bp_firewall_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_firewall SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BP_SOCK_NAT_MAX);
+	__type(key, struct bp_sock_nat_key);
+	__type(value, struct bp_sock_nat_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_sock_nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BP_DROP_MAX);
+	__type(key, __u32);
+	__type(value, struct bp_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bp_meta);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_meta SEC(".maps");
+
+static __always_inline void bp_count_drop(enum bp_drop_reason reason, __u32 len)
+{
+	__u32 key = reason;
+	struct bp_counter *c = bpf_map_lookup_elem(&bp_drops, &key);
+	if (c) {
+		c->packets += 1;
+		c->bytes += len;
+	}
+}
+
+/* The published port for (proto, ip, port) if it is valid in the current epoch. */
+static __always_inline struct bp_published_value *bp_published_lookup(__u8 proto, __be32 ip, __be16 port)
+{
+	struct bp_published_key key = { .host_ip = ip, .host_port = port, .proto = proto };
+	struct bp_published_value *v = bpf_map_lookup_elem(&bp_published, &key);
+	if (!v)
+		return 0;
+	__u32 zero = 0;
+	struct bp_epoch *e = bpf_map_lookup_elem(&bp_epoch, &zero);
+	__u32 now = e ? e->current : 0;
+	if (v->epoch_from > now || (v->epoch_until && now >= v->epoch_until))
+		return 0;
+	return v;
+}
+
+#endif

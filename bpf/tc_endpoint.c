@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tc ingress on each host-side veth: traffic from a container.
+ *  - anti-spoofing: only the endpoint's own MAC and IP;
+ *  - tracked flows: the entry's rewrite (replies through published ports,
+ *    further packets of masqueraded flows), delivered into a container or routed out;
+ *  - published ports (hairpin, also to itself): DNAT, SNAT to the gateway when
+ *    the container reaches its own port;
+ *  - other containers: ICC policy and link permits on the same network,
+ *    isolation between networks; delivered by redirect to the peer;
+ *  - outside: dropped for internal networks, masqueraded to the uplink address
+ *    (ports from the reserved range), or routed as is (masquerade off);
+ *  - the host itself (gateway, host addresses): passes to the stack.
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/conntrack.h"
+#include "lib/deliver.h"
+
+#define SNAT_TRIES 32
+
+struct arp_ipv4 {
+	__be16 hrd;
+	__be16 pro;
+	__u8 hln;
+	__u8 pln;
+	__be16 op;
+	__u8 sha[ETH_ALEN];
+	__be32 sip;
+	__u8 tha[ETH_ALEN];
+	__be32 tip;
+} __attribute__((packed));
+
+static __always_inline int drop(struct __sk_buff *skb, enum bp_drop_reason reason)
+{
+	bp_count_drop(reason, skb->len);
+	return TC_ACT_SHOT;
+}
+
+/* With icc=false, may src talk to dst on this port (a link permit, either direction)? */
+static __always_inline int link_permits(struct bp_packet *p, __be32 daddr, __be16 dport)
+{
+	struct bp_link_key k = { .src_ip = p->tuple.saddr, .dst_ip = daddr, .port = dport, .proto = p->tuple.proto, .direction = BP_LINK_DPORT };
+	if (bpf_map_lookup_elem(&bp_links, &k))
+		return 1;
+	k.port = p->tuple.sport;
+	k.direction = BP_LINK_SPORT;
+	return bpf_map_lookup_elem(&bp_links, &k) != 0;
+}
+
+/* Same-network policy: icc, or a link permit. */
+static __always_inline int icc_allows(struct bp_network *net, struct bp_packet *p, __be32 daddr, __be16 dport)
+{
+	if (net->flags & BP_NET_ICC)
+		return 1;
+	return link_permits(p, daddr, dport);
+}
+
+static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *ct, __u32 bridge_ifindex)
+{
+	bp_ct_touch(ct, p);
+	struct bp_ct_value v = *ct;
+	if (bp_ct_apply(skb, p, &v))
+		return drop(skb, BP_DROP_INVALID_PACKET);
+	if (v.flags & BP_CT_SNAT) {
+		p->tuple.saddr = v.new_saddr;
+		p->tuple.sport = v.new_sport;
+	}
+	if (v.flags & BP_CT_DNAT) {
+		p->tuple.daddr = v.new_daddr;
+		p->tuple.dport = v.new_dport;
+	}
+	if (v.ifindex)
+		return bp_deliver_to_endpoint(skb, p->tuple.daddr);
+	return bp_deliver_routed(skb, p, bridge_ifindex);
+}
+
+/* A published port reached from a container: hairpin DNAT (and SNAT to the gateway for itself). */
+static __always_inline int hairpin(struct __sk_buff *skb, struct bp_packet *p, struct bp_endpoint *me, struct bp_network *net,
+				   struct bp_published_value *pub)
+{
+	if (pub->network_id == me->network_id) {
+		if (!icc_allows(net, p, pub->container_ip, pub->container_port))
+			return drop(skb, BP_DROP_ICC_DENIED);
+	} else if (net->flags & BP_NET_INTERNAL) {
+		return drop(skb, BP_DROP_INTERNAL_NETWORK);
+	}
+	struct bp_ct_value orig = {}, reply = {};
+	orig.flags = BP_CT_DNAT | BP_CT_PUBLISHED;
+	orig.new_daddr = pub->container_ip;
+	orig.new_dport = pub->container_port;
+	orig.ifindex = pub->ifindex;
+	orig.origin.host_ip = p->tuple.daddr;
+	orig.origin.host_port = p->tuple.dport;
+	orig.origin.proto = p->tuple.proto;
+	reply.flags = BP_CT_SNAT | BP_CT_REPLY | BP_CT_PUBLISHED;
+	reply.new_saddr = p->tuple.daddr;
+	reply.new_sport = p->tuple.dport;
+	reply.ifindex = me->ifindex;
+	reply.origin = orig.origin;
+	if (pub->container_ip == p->tuple.saddr) {
+		/* To itself: the reply must come back through us, so the source becomes the gateway. */
+		orig.flags |= BP_CT_SNAT;
+		orig.new_saddr = net->gateway;
+		orig.new_sport = p->tuple.sport;
+		reply.flags |= BP_CT_DNAT;
+		reply.new_daddr = p->tuple.saddr;
+		reply.new_dport = p->tuple.sport;
+	}
+	if (bp_ct_create(p, &orig, &reply))
+		return drop(skb, BP_DROP_CONNTRACK_FULL);
+	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
+	if (!ct)
+		return drop(skb, BP_DROP_CONNTRACK_FULL);
+	return deliver_flow(skb, p, ct, net->bridge_ifindex);
+}
+
+/* Egress with the source rewritten to the uplink's address and a port of the reserved range. */
+static __always_inline int masquerade(struct __sk_buff *skb, struct bp_packet *p, struct bp_endpoint *me, struct bp_network *net)
+{
+	struct bpf_fib_lookup fib = {};
+	fib.family = AF_INET;
+	fib.l4_protocol = p->tuple.proto;
+	fib.ipv4_src = p->tuple.saddr;
+	fib.ipv4_dst = p->tuple.daddr;
+	fib.ifindex = net->bridge_ifindex;
+	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return TC_ACT_OK;
+	__u32 out = fib.ifindex;
+	struct bp_uplink *up = bpf_map_lookup_elem(&bp_uplinks, &out);
+	if (!up)
+		return TC_ACT_OK; /* not out an uplink: bridgeport has no address to use there */
+	__be32 nat_ip = up->ip;
+
+	struct bp_ct_value orig = {}, reply = {};
+	orig.flags = BP_CT_SNAT | BP_CT_MASQUERADE;
+	orig.new_saddr = nat_ip;
+	orig.ifindex = 0;
+	reply.flags = BP_CT_DNAT | BP_CT_REPLY | BP_CT_MASQUERADE;
+	reply.new_daddr = p->tuple.saddr;
+	reply.new_dport = p->tuple.sport;
+	reply.ifindex = me->ifindex;
+	__u64 now = bpf_ktime_get_ns();
+	orig.last_seen = reply.last_seen = now;
+	orig.tcp_flags = p->tcp_flags;
+
+	__u32 first = SETTINGS.snat_port_first, last = SETTINGS.snat_port_last;
+	if (!first || last < first)
+		return drop(skb, BP_DROP_NAT_PORTS_EXHAUSTED);
+	__u32 range = last - first + 1;
+	__u32 start = bpf_get_prandom_u32();
+	struct bp_ct_key rkey = {};
+	rkey.saddr = p->tuple.daddr;
+	rkey.daddr = nat_ip;
+	rkey.proto = p->tuple.proto;
+	int found = 0;
+	for (int i = 0; i < SNAT_TRIES; i++) {
+		__u16 port = bpf_htons((__u16)(first + (start + i) % range));
+		/* The reply comes back to (nat_ip, port): a published port there wins, skip it. */
+		if (p->tuple.proto != IPPROTO_ICMP &&
+		    (bp_published_lookup(p->tuple.proto, nat_ip, port) || bp_published_lookup(p->tuple.proto, 0, port)))
+			continue;
+		if (p->tuple.proto == IPPROTO_ICMP) {
+			rkey.sport = 0;
+			rkey.dport = port;
+		} else {
+			rkey.sport = p->tuple.dport;
+			rkey.dport = port;
+		}
+		/* NOEXIST makes the allocation collision-free across CPUs. */
+		if (bpf_map_update_elem(&bp_ct, &rkey, &reply, BPF_NOEXIST) == 0) {
+			orig.new_sport = port;
+			found = 1;
+			break;
+		}
+	}
+	if (!found)
+		return drop(skb, BP_DROP_NAT_PORTS_EXHAUSTED);
+	if (bpf_map_update_elem(&bp_ct, &p->tuple, &orig, BPF_ANY)) {
+		bpf_map_delete_elem(&bp_ct, &rkey);
+		return drop(skb, BP_DROP_CONNTRACK_FULL);
+	}
+	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
+	if (!ct)
+		return drop(skb, BP_DROP_CONNTRACK_FULL);
+	return deliver_flow(skb, p, ct, net->bridge_ifindex);
+}
+
+/* Egress of a routed network: no rewrite, but tracked so replies may come in. */
+static __always_inline int routed_egress(struct __sk_buff *skb, struct bp_packet *p, struct bp_endpoint *me, struct bp_network *net)
+{
+	struct bp_ct_value orig = {}, reply = {};
+	reply.flags = BP_CT_REPLY;
+	reply.ifindex = me->ifindex;
+	if (bp_ct_create(p, &orig, &reply))
+		return drop(skb, BP_DROP_CONNTRACK_FULL);
+	return bp_deliver_routed(skb, p, net->bridge_ifindex);
+}
+
+SEC("tc")
+int bp_endpoint_ingress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 ifindex = skb->ifindex;
+	struct bp_endpoint *me = bpf_map_lookup_elem(&bp_endpoint_by_if, &ifindex);
+	if (!me)
+		return TC_ACT_OK;
+
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return drop(skb, BP_DROP_INVALID_PACKET);
+	if (!bp_same_mac(eth->h_source, me->mac))
+		return drop(skb, BP_DROP_SPOOFED_SOURCE);
+	if (eth->h_proto == ETH_P_ARP_BE) {
+		struct arp_ipv4 *arp = (void *)(eth + 1);
+		if ((void *)(arp + 1) > data_end)
+			return drop(skb, BP_DROP_INVALID_PACKET);
+		/* 0.0.0.0 is an address probe (RFC 5227), not a claim. */
+		if (arp->sip != me->ip && arp->sip != 0)
+			return drop(skb, BP_DROP_SPOOFED_SOURCE);
+		if (!bp_same_mac(arp->sha, me->mac))
+			return drop(skb, BP_DROP_SPOOFED_SOURCE);
+		return TC_ACT_OK;
+	}
+
+	struct bp_packet p;
+	int rc = bp_parse_ipv4(data, data_end, &p);
+	if (rc > 0)
+		return TC_ACT_OK;
+	if (rc < 0)
+		return drop(skb, BP_DROP_INVALID_PACKET);
+	if (p.tuple.saddr != me->ip)
+		return drop(skb, BP_DROP_SPOOFED_SOURCE);
+
+	__u32 net_id = me->network_id;
+	struct bp_network *net = bpf_map_lookup_elem(&bp_networks, &net_id);
+	if (!net)
+		return TC_ACT_OK;
+	if (p.is_fragment)
+		return TC_ACT_OK;
+
+	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);
+	if (ct)
+		return deliver_flow(skb, &p, ct, net->bridge_ifindex);
+
+	__be32 daddr = p.tuple.daddr;
+	int local = bp_is_local(daddr);
+	if (p.tuple.proto == IPPROTO_TCP || p.tuple.proto == IPPROTO_UDP || p.tuple.proto == IPPROTO_SCTP) {
+		struct bp_published_value *pub = bp_published_lookup(p.tuple.proto, daddr, p.tuple.dport);
+		if (!pub && local)
+			pub = bp_published_lookup(p.tuple.proto, 0, p.tuple.dport);
+		/* Direct entries stand for a routed network's ports from outside, not hairpin. */
+		if (pub && !(pub->flags & BP_PUB_DIRECT))
+			return hairpin(skb, &p, me, net, pub);
+	}
+
+	struct bp_endpoint *peer = bpf_map_lookup_elem(&bp_endpoints, &daddr);
+	if (peer) {
+		if (peer->network_id != me->network_id)
+			return drop(skb, BP_DROP_NETWORK_ISOLATION);
+		if (!icc_allows(net, &p, daddr, p.tuple.dport))
+			return drop(skb, BP_DROP_ICC_DENIED);
+		if (bp_set_macs(skb, peer->mac, me->mac))
+			return TC_ACT_SHOT;
+		return bpf_redirect_peer(peer->ifindex, 0);
+	}
+
+	/* The host itself: the gateway, or any address of the namespace. */
+	if (local || (daddr & net->mask) == net->subnet)
+		return TC_ACT_OK;
+	/* Limited and multicast destinations are for the stack to judge. */
+	if (daddr == 0xffffffff || (bpf_ntohl(daddr) >> 28) == 0xe)
+		return TC_ACT_OK;
+	if (net->flags & BP_NET_INTERNAL)
+		return drop(skb, BP_DROP_INTERNAL_NETWORK);
+	/* Only what carries ports (or an echo id) can share the uplink's address. */
+	int natable = p.tuple.proto == IPPROTO_TCP || p.tuple.proto == IPPROTO_UDP ||
+		      (p.tuple.proto == IPPROTO_ICMP && p.icmp_type == ICMP_ECHO);
+	if (!natable)
+		return TC_ACT_OK;
+	if (net->flags & BP_NET_MASQUERADE)
+		return masquerade(skb, &p, me, net);
+	return routed_egress(skb, &p, me, net);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tc ingress on each uplink: traffic from outside.
+ *  - packets of tracked flows: the entry's rewrite (replies of masqueraded
+ *    flows, further packets to published ports), delivered into the container;
+ *  - new flows to a published port: DNAT + conntrack, delivered into the container;
+ *  - anything else addressed to a container: dropped (no direct access);
+ *  - the rest (the host's own traffic) passes untouched.
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/conntrack.h"
+#include "lib/deliver.h"
+
+static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *ct)
+{
+	bp_ct_touch(ct, p);
+	__be32 daddr = (ct->flags & BP_CT_DNAT) ? ct->new_daddr : p->tuple.daddr;
+	__u32 ifindex = ct->ifindex;
+	if (bp_ct_apply(skb, p, ct)) {
+		bp_count_drop(BP_DROP_INVALID_PACKET, skb->len);
+		return TC_ACT_SHOT;
+	}
+	if (!ifindex)
+		return TC_ACT_OK;
+	return bp_deliver_to_endpoint(skb, daddr);
+}
+
+SEC("tc")
+int bp_uplink_ingress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct bp_packet p;
+
+	int rc = bp_parse_ipv4(data, data_end, &p);
+	if (rc > 0)
+		return TC_ACT_OK;
+	if (rc < 0) {
+		/* Not ours to judge unless it claims a container's address; the stack drops junk. */
+		return TC_ACT_OK;
+	}
+	if (p.is_fragment)
+		return TC_ACT_OK;
+
+	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);
+	if (ct)
+		return deliver_flow(skb, &p, ct);
+
+	if (p.tuple.proto == IPPROTO_TCP || p.tuple.proto == IPPROTO_UDP || p.tuple.proto == IPPROTO_SCTP) {
+		struct bp_published_value *pub = bp_published_lookup(p.tuple.proto, p.tuple.daddr, p.tuple.dport);
+		if (!pub && bp_is_local(p.tuple.daddr))
+			pub = bp_published_lookup(p.tuple.proto, 0, p.tuple.dport);
+		if (pub) {
+			struct bp_ct_value orig = {}, reply = {};
+			orig.flags = BP_CT_DNAT | BP_CT_PUBLISHED;
+			orig.new_daddr = pub->container_ip;
+			orig.new_dport = pub->container_port;
+			orig.ifindex = pub->ifindex;
+			orig.origin.host_ip = p.tuple.daddr;
+			orig.origin.host_port = p.tuple.dport;
+			orig.origin.proto = p.tuple.proto;
+			reply.flags = BP_CT_SNAT | BP_CT_REPLY | BP_CT_PUBLISHED;
+			reply.new_saddr = p.tuple.daddr;
+			reply.new_sport = p.tuple.dport;
+			reply.ifindex = 0;
+			reply.origin = orig.origin;
+			if (bp_ct_create(&p, &orig, &reply)) {
+				bp_count_drop(BP_DROP_CONNTRACK_FULL, skb->len);
+				return TC_ACT_SHOT;
+			}
+			ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);
+			if (!ct) {
+				bp_count_drop(BP_DROP_CONNTRACK_FULL, skb->len);
+				return TC_ACT_SHOT;
+			}
+			return deliver_flow(skb, &p, ct);
+		}
+	}
+
+	/* A container's address from outside: only published ports (and, on a
+	 * routed network, its published container ports) lead in. */
+	if (bpf_map_lookup_elem(&bp_endpoints, &p.tuple.daddr)) {
+		bp_count_drop(BP_DROP_DIRECT_ACCESS, skb->len);
+		return TC_ACT_SHOT;
+	}
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * XDP on each uplink: the operator's deny list (`bridgeport firewall deny`),
+ * the counterpart of DOCKER-USER, applied before an skb exists. Rules are
+ * source CIDRs, optionally narrowed to one destination port.
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+
+static __always_inline int denied(__u8 proto, __be16 port, __be32 saddr)
+{
+	struct bp_firewall_key k = { .prefixlen = 64, .proto = 0, .port = 0, .addr = saddr };
+	if (bpf_map_lookup_elem(&bp_firewall, &k))
+		return 1;
+	if (!port)
+		return 0;
+	k.proto = proto;
+	k.port = port;
+	return bpf_map_lookup_elem(&bp_firewall, &k) != 0;
+}
+
+SEC("xdp.frags")
+int bp_prefilter(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct bp_packet p;
+	if (bp_parse_ipv4(data, data_end, &p))
+		return XDP_PASS;
+	if (denied(p.tuple.proto, p.tuple.dport, p.tuple.saddr)) {
+		bp_count_drop(BP_DROP_DENY_LIST, (__u32)(data_end - data));
+		return XDP_DROP;
+	}
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,502 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../host/exec.js';
+import { listIpv4Addresses, listLinks } from '../../host/iproute.js';
+import { readSysctl, writeSysctl } from '../../host/sysctl.js';
+import type { ApplyChange, Datapath, DatapathModel } from '../datapath.js';
+import {
+  ABI_VERSION,
+  DROP_REASONS,
+  decodeCtKey,
+  decodeCtValue,
+  decodeEpoch,
+  decodeMeta,
+  decodePublishedKey,
+  decodePublishedValue,
+  encodeCtKey,
+  encodeEpoch,
+  encodeMeta,
+  encodePublishedValue,
+  encodeSettings,
+  encodeU32,
+  PROTO_NAME,
+  sumCounters,
+} from './abi.js';
+import { type ConntrackTimeouts, type CtEntry, DEFAULT_TIMEOUTS, expiredEntries } from './conntrack-gc.js';
+import {
+  attachTc,
+  attachXdp,
+  BpfLink,
+  type BpfMap,
+  BpfObject,
+  BpfProgram,
+  detachTc,
+  detachXdp,
+  ifNameToIndex,
+  isBpffs,
+  isCgroup2,
+  netnsCookie,
+  queryTc,
+  queryXdp,
+} from './handles.js';
+import { layoutHash } from './layout.js';
+import { type Entries, type HostFacts, POLICY_MAPS, renderMaps } from './render.js';
+
+import { OBJECT_DIR } from './objects.js';
+
+/** tc filter identity of bridgeport's programs (clsact, ingress). */
+const TC = { handle: 0xb9, priority: 1 } as const;
+
+const PROGRAMS = {
+  uplink: { object: 'tc_uplink', program: 'bp_uplink_ingress' },
+  endpoint: { object: 'tc_endpoint', program: 'bp_endpoint_ingress' },
+  prefilter: { object: 'xdp_prefilter', program: 'bp_prefilter' },
+  connect4: { object: 'sock', program: 'bp_connect4' },
+  sendmsg4: { object: 'sock', program: 'bp_sendmsg4' },
+  recvmsg4: { object: 'sock', program: 'bp_recvmsg4' },
+} as const;
+type ProgramName = keyof typeof PROGRAMS;
+
+const CGROUP_HOOKS = [
+  ['connect4', 'cgroup_inet4_connect'],
+  ['sendmsg4', 'cgroup_udp4_sendmsg'],
+  ['recvmsg4', 'cgroup_udp4_recvmsg'],
+] as const;
+
+export interface EbpfOptions {
+  runDir: string;
+  /** Per-instance bpffs folder (default: <run dir>/bpf, a bpffs mounted there if needed). */
+  bpfDir?: string;
+  /** Masquerade ports, reserved from the host's own sockets. */
+  snatPorts: { low: number; high: number };
+  timeouts?: ConntrackTimeouts;
+  /** Seconds between conntrack GC runs. */
+  gcIntervalS?: number;
+  xdpMode?: 'native' | 'generic' | 'auto';
+  log: (msg: string) => void;
+}
+
+/** What the instance changed outside bpffs, so --cleanup can put it back. */
+interface Undo {
+  reservedPorts?: string;
+  mountedBpffs?: string;
+  mountedCgroup?: string;
+}
+
+/**
+ * The eBPF datapath: tc programs on the uplinks and on every endpoint's
+ * host-side veth, XDP on the uplinks, cgroup socket hooks for host processes,
+ * all driven by pinned maps rendered from the model.
+ */
+export class EbpfDatapath implements Datapath {
+  readonly name = 'ebpf' as const;
+  private readonly bpfDir: string;
+  private readonly maps = new Map<string, BpfMap>();
+  private readonly programs = new Map<ProgramName, BpfProgram>();
+  private readonly mirror = new Map<string, Entries>();
+  private gcTimer: NodeJS.Timeout | undefined;
+  private uplinks: string[] = [];
+  private xdpModes: Record<string, string> = {};
+  private published = new Set<string>();
+  private gcRuns = 0;
+  private gcDeleted = 0;
+
+  constructor(private readonly opts: EbpfOptions) {
+    this.bpfDir = opts.bpfDir ?? join(opts.runDir, 'bpf');
+  }
+
+  private get undoFile(): string {
+    return join(this.opts.runDir, 'ebpf-undo.json');
+  }
+
+  /** Loads the objects (re-adopting pinned maps), attaches the hooks that do not depend on the model. */
+  async start(): Promise<void> {
+    const undo = await this.readUndo();
+    await mkdir(this.bpfDir, { recursive: true, mode: 0o700 });
+    if (!isBpffs(this.bpfDir)) {
+      await run('mount', ['-t', 'bpf', 'bpf', this.bpfDir]);
+      undo.mountedBpffs = this.bpfDir;
+      await this.writeUndo(undo);
+    }
+    const pinDir = join(this.bpfDir, 'maps');
+    await mkdir(pinDir, { recursive: true });
+    await mkdir(join(this.bpfDir, 'progs'), { recursive: true });
+    await mkdir(join(this.bpfDir, 'links'), { recursive: true });
+
+    const hash = layoutHash(join(OBJECT_DIR, 'tc_endpoint.o'));
+    const metaPin = join(pinDir, 'bp_meta');
+    if (existsSync(metaPin)) {
+      const { BpfMap: MapHandle } = await import('./handles.js');
+      const meta = MapHandle.fromPin(metaPin);
+      try {
+        const found = decodeMeta(meta.lookup(encodeU32(0)) ?? Buffer.alloc(8));
+        if (found.abiVersion !== 0 && (found.abiVersion !== ABI_VERSION || found.layoutHash !== hash)) {
+          throw new Error(
+            `start eBPF datapath: the maps pinned in ${pinDir} have another layout (ABI ${found.abiVersion}, layout ${found.layoutHash.toString(16)}; this build: ABI ${ABI_VERSION}, layout ${hash.toString(16)}); run \`bridgeport daemon --cleanup\` with the version that created them, or remove ${pinDir}`,
+          );
+        }
+      } finally {
+        meta.close();
+      }
+    }
+
+    // Masquerade ports are reserved so the host's own sockets never take one.
+    const { low, high } = this.opts.snatPorts;
+    const before = await readSysctl('net.ipv4.ip_local_reserved_ports');
+    const range = `${low}-${high}`;
+    if (!before.split(',').includes(range)) {
+      if (undo.reservedPorts === undefined) undo.reservedPorts = before;
+      await writeSysctl('net.ipv4.ip_local_reserved_ports', before ? `${before},${range}` : range);
+      await this.writeUndo(undo);
+    }
+
+    const settings = encodeSettings({ netnsCookie: netnsCookie(), snatPortFirst: low, snatPortLast: high, flags: 0 });
+    const objects = new Map<string, BpfObject>();
+    try {
+      for (const { object } of Object.values(PROGRAMS)) {
+        if (objects.has(object)) continue;
+        const obj = BpfObject.open(join(OBJECT_DIR, `${object}.o`), { pinDir, rodata: settings });
+        objects.set(object, obj);
+        obj.load();
+      }
+      for (const [name, { object, program }] of Object.entries(PROGRAMS) as [ProgramName, (typeof PROGRAMS)[ProgramName]][]) {
+        // Pinned, so a later daemon (or --cleanup) finds what is attached; re-pinned on every start.
+        const pin = join(this.bpfDir, 'progs', name);
+        await rm(pin, { force: true });
+        objects.get(object)!.program(program).pin(pin);
+        this.programs.set(name, BpfProgram.fromPin(pin));
+      }
+    } finally {
+      for (const obj of objects.values()) obj.close();
+    }
+    for (const name of await readdir(pinDir)) this.maps.set(name, (await import('./handles.js')).BpfMap.fromPin(join(pinDir, name)));
+    this.map('bp_meta').update(encodeU32(0), encodeMeta(ABI_VERSION, hash));
+
+    // Socket hooks on the cgroup v2 root: links pinned here outlive the daemon and
+    // are updated in place on restart, so host processes never see a gap.
+    const cgroup = await this.cgroupRoot(undo);
+    for (const [prog, attach] of CGROUP_HOOKS) {
+      const pin = join(this.bpfDir, 'links', prog);
+      const program = this.programs.get(prog)!;
+      if (existsSync(pin)) {
+        const link = BpfLink.fromPin(pin);
+        try {
+          link.update(program);
+        } finally {
+          link.close();
+        }
+      } else {
+        const link = BpfLink.createCgroup(program, cgroup, attach);
+        try {
+          link.pin(pin);
+        } finally {
+          link.close();
+        }
+      }
+    }
+
+    this.mirrorFromMaps();
+    const interval = (this.opts.gcIntervalS ?? 10) * 1000;
+    this.gcTimer = setInterval(() => this.collectGarbage(), interval);
+    this.gcTimer.unref();
+  }
+
+  /** Stops the GC; programs and maps stay, traffic keeps flowing. */
+  close(): void {
+    if (this.gcTimer) clearInterval(this.gcTimer);
+    for (const p of this.programs.values()) p.close();
+    for (const m of this.maps.values()) m.close();
+    this.programs.clear();
+    this.maps.clear();
+  }
+
+  private map(name: string): BpfMap {
+    const m = this.maps.get(name);
+    if (!m) throw new Error(`eBPF datapath: map ${name} is not loaded`);
+    return m;
+  }
+
+  private async cgroupRoot(undo: Undo): Promise<string> {
+    const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+    for (const line of mountinfo.split('\n')) {
+      const [pre, post] = line.split(' - ');
+      if (post?.startsWith('cgroup2 ')) {
+        const mountPoint = pre?.split(' ')[4];
+        if (mountPoint && isCgroup2(mountPoint)) return mountPoint;
+      }
+    }
+    const dir = join(this.opts.runDir, 'cgroup2');
+    await mkdir(dir, { recursive: true });
+    await run('mount', ['-t', 'cgroup2', 'none', dir]);
+    undo.mountedCgroup = dir;
+    await this.writeUndo(undo);
+    return dir;
+  }
+
+  private async readUndo(): Promise<Undo> {
+    try {
+      return JSON.parse(await readFile(this.undoFile, 'utf8')) as Undo;
+    } catch {
+      return {};
+    }
+  }
+
+  private async writeUndo(undo: Undo): Promise<void> {
+    await mkdir(this.opts.runDir, { recursive: true });
+    await writeFile(this.undoFile, JSON.stringify(undo));
+  }
+
+  // --- apply --------------------------------------------------------------------
+
+  private async hostFacts(): Promise<HostFacts> {
+    const links = new Map<string, { ifindex: number; mac: string }>();
+    for (const l of await listLinks()) links.set(l.ifname, { ifindex: l.ifindex, mac: l.address });
+    const addresses = (await listIpv4Addresses()).map((a) => ({ ifname: a.ifname, address: a.address }));
+    return { links, addresses };
+  }
+
+  async apply(model: DatapathModel, _change?: ApplyChange): Promise<void> {
+    const facts = await this.hostFacts();
+    const want = renderMaps(model, facts);
+
+    // Programs first: an endpoint's veth is hooked before any map names it.
+    this.attachUplinks(model.uplinks, facts);
+    const endpoint = this.programs.get('endpoint')!;
+    for (const e of model.endpoints) {
+      const link = facts.links.get(e.hostIf);
+      if (!link) continue;
+      if (queryTc(link.ifindex, 'ingress', TC) !== endpoint.id) {
+        attachTc(link.ifindex, 'ingress', endpoint, { ...TC, replace: true });
+      }
+    }
+
+    // Everything but published ports: plain upserts, then deletions.
+    for (const name of POLICY_MAPS) {
+      if (name === 'bp_published') continue;
+      this.sync(name, want[name]);
+    }
+    this.syncPublished(want.bp_published);
+    this.published = new Set([...want.bp_published.keys()]);
+    this.flushUnpublished();
+  }
+
+  private attachUplinks(uplinks: string[], facts: HostFacts): void {
+    const uplink = this.programs.get('uplink')!;
+    const prefilter = this.programs.get('prefilter')!;
+    for (const name of uplinks) {
+      const link = facts.links.get(name);
+      if (!link) throw new Error(`attach uplink ${name}: no such interface`);
+      if (queryTc(link.ifindex, 'ingress', TC) !== uplink.id) attachTc(link.ifindex, 'ingress', uplink, { ...TC, replace: true });
+      if (queryXdp(link.ifindex)?.progId !== prefilter.id) {
+        this.xdpModes[name] = attachXdp(link.ifindex, prefilter, this.opts.xdpMode ?? 'auto');
+      } else {
+        this.xdpModes[name] ??= queryXdp(link.ifindex)?.mode ?? 'unknown';
+      }
+    }
+    this.uplinks = uplinks;
+  }
+
+  /** Makes a map hold exactly `want`: changed and new entries in one batch, then removals. */
+  private sync(name: string, want: Entries): void {
+    const map = this.map(name);
+    const have = this.mirror.get(name) ?? new Map<string, Buffer>();
+    const keys: Buffer[] = [];
+    const values: Buffer[] = [];
+    for (const [k, v] of want) {
+      const old = have.get(k);
+      if (old && old.equals(v)) continue;
+      keys.push(Buffer.from(k, 'hex'));
+      values.push(v);
+    }
+    if (keys.length) map.updateBatch(keys, values);
+    const gone = [...have.keys()].filter((k) => !want.has(k)).map((k) => Buffer.from(k, 'hex'));
+    if (gone.length) map.deleteBatch(gone);
+    this.mirror.set(name, new Map(want));
+  }
+
+  /**
+   * Published ports change atomically per operation: new entries are written
+   * valid from the next epoch, removed ones valid until it, and one write of the
+   * epoch switches the whole set. Removed entries are deleted afterwards.
+   */
+  private syncPublished(want: Entries): void {
+    const map = this.map('bp_published');
+    const epochMap = this.map('bp_epoch');
+    const current = decodeEpoch(epochMap.lookup(encodeU32(0)) ?? Buffer.alloc(8));
+    const next = current + 1;
+    const have = this.mirror.get('bp_published') ?? new Map<string, Buffer>();
+    const stamp = (v: Buffer, from: number, until: number): Buffer =>
+      encodePublishedValue({ ...decodePublishedValue(v), epochFrom: from, epochUntil: until });
+
+    const keys: Buffer[] = [];
+    const values: Buffer[] = [];
+    const gone: Buffer[] = [];
+    for (const [k, v] of want) {
+      const old = have.get(k);
+      if (old && sameTarget(old, v)) continue;
+      keys.push(Buffer.from(k, 'hex'));
+      values.push(stamp(v, next, 0));
+    }
+    for (const [k, v] of have) {
+      if (want.has(k)) continue;
+      keys.push(Buffer.from(k, 'hex'));
+      values.push(stamp(v, decodePublishedValue(v).epochFrom, next));
+      gone.push(Buffer.from(k, 'hex'));
+    }
+    if (keys.length === 0) return;
+    map.updateBatch(keys, values);
+    epochMap.update(encodeU32(0), encodeEpoch(next));
+    if (gone.length) map.deleteBatch(gone);
+    const mirror = new Map<string, Buffer>();
+    for (const [k, v] of want) {
+      const old = have.get(k);
+      mirror.set(k, old && sameTarget(old, v) ? old : stamp(v, next, 0));
+    }
+    this.mirror.set('bp_published', mirror);
+  }
+
+  /** Reads what the pinned maps hold, so the first apply after a restart is a diff. */
+  private mirrorFromMaps(): void {
+    for (const name of POLICY_MAPS) {
+      const map = this.map(name);
+      const entries = new Map<string, Buffer>();
+      for (const [k, v] of map.entries()) entries.set(k.toString('hex'), v);
+      this.mirror.set(name, entries);
+    }
+  }
+
+  // --- conntrack ------------------------------------------------------------------
+
+  private ctEntries(): CtEntry[] {
+    const out: CtEntry[] = [];
+    for (const [k, v] of this.map('bp_ct').entries()) out.push({ key: decodeCtKey(k), value: decodeCtValue(v), id: k.toString('hex') });
+    return out;
+  }
+
+  private isPublished = (origin: { hostIp: string; hostPort: number; proto: number }): boolean => {
+    const proto = PROTO_NAME[origin.proto];
+    if (!proto || proto === 'icmp') return false;
+    for (const hostIp of [origin.hostIp, '0.0.0.0']) {
+      const key = Buffer.alloc(8);
+      key.set(
+        hostIp.split('.').map(Number),
+        0,
+      );
+      key.writeUInt16BE(origin.hostPort, 4);
+      key.writeUInt8(origin.proto, 6);
+      if (this.published.has(key.toString('hex'))) return true;
+    }
+    return false;
+  };
+
+  /** Drops flows of ports that are no longer published, at once rather than at the next GC. */
+  private flushUnpublished(): void {
+    const ids = expiredEntries(this.ctEntries(), 0n, { tcp: 1e12, tcpSyn: 1e12, tcpClosing: 1e12, udp: 1e12, icmp: 1e12, other: 1e12 }, (k) => encodeCtKey(k).toString('hex'), this.isPublished);
+    if (ids.length) this.map('bp_ct').deleteBatch(ids.map((id) => Buffer.from(id, 'hex')));
+  }
+
+  /** Expires idle flows; runs on a timer. */
+  collectGarbage(): number {
+    try {
+      const now = process.hrtime.bigint();
+      const ids = expiredEntries(this.ctEntries(), now, this.opts.timeouts ?? DEFAULT_TIMEOUTS, (k) => encodeCtKey(k).toString('hex'), this.isPublished);
+      if (ids.length) this.map('bp_ct').deleteBatch(ids.map((id) => Buffer.from(id, 'hex')));
+      this.gcRuns++;
+      this.gcDeleted += ids.length;
+      return ids.length;
+    } catch (err) {
+      this.opts.log(`conntrack gc: ${String(err)}`);
+      return 0;
+    }
+  }
+
+  // --- status and teardown --------------------------------------------------------------
+
+  async describe(): Promise<Record<string, unknown>> {
+    const drops: Record<string, number> = {};
+    const dropMap = this.map('bp_drops');
+    DROP_REASONS.forEach((reason, i) => {
+      const perCpu = dropMap.lookupPerCpu(encodeU32(i));
+      drops[reason] = perCpu ? Number(sumCounters(perCpu).packets) : 0;
+    });
+    const count = (name: string): number => [...this.map(name).keys()].length;
+    return {
+      bpfDir: this.bpfDir,
+      uplinks: this.uplinks,
+      xdp: this.xdpModes,
+      publishedPorts: [...(this.mirror.get('bp_published')?.keys() ?? [])].filter(
+        (k) => decodePublishedKey(Buffer.from(k, 'hex')).hostPort > 0,
+      ).length,
+      conntrackEntries: count('bp_ct'),
+      conntrackGc: { runs: this.gcRuns, deleted: this.gcDeleted },
+      drops,
+      snatPorts: `${this.opts.snatPorts.low}-${this.opts.snatPorts.high}`,
+    };
+  }
+
+  async teardown(): Promise<void> {
+    await teardownEbpf({ runDir: this.opts.runDir, bpfDir: this.bpfDir, log: this.opts.log });
+  }
+}
+
+/** Same container port and address: an epoch-stamped entry that needs no rewrite. */
+function sameTarget(a: Buffer, b: Buffer): boolean {
+  const x = decodePublishedValue(a);
+  const y = decodePublishedValue(b);
+  return x.containerIp === y.containerIp && x.containerPort === y.containerPort && x.ifindex === y.ifindex && x.networkId === y.networkId && x.flags === y.flags;
+}
+
+/**
+ * Removes everything an instance installed: tc filters and XDP programs of
+ * its pinned programs, cgroup links, pins, the bpffs and cgroup mounts it made
+ * and the reserved ports. Keeps going after an error and reports all of them.
+ */
+export async function teardownEbpf(opts: { runDir: string; bpfDir?: string; log: (msg: string) => void }): Promise<boolean> {
+  const bpfDir = opts.bpfDir ?? join(opts.runDir, 'bpf');
+  const undoFile = join(opts.runDir, 'ebpf-undo.json');
+  const undo: Undo = existsSync(undoFile) ? JSON.parse(await readFile(undoFile, 'utf8')) : {};
+  if (!existsSync(join(bpfDir, 'progs')) && !existsSync(undoFile)) return false;
+  const errors: string[] = [];
+  const step = async (what: string, fn: () => Promise<void> | void): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      errors.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+
+  const progIds = new Map<number, string>();
+  for (const name of await readdir(join(bpfDir, 'progs')).catch(() => [] as string[])) {
+    await step(`read program ${name}`, () => {
+      const p = BpfProgram.fromPin(join(bpfDir, 'progs', name));
+      progIds.set(p.id, name);
+      p.close();
+    });
+  }
+  await step('detach programs from interfaces', async () => {
+    for (const link of await listLinks()) {
+      const tcId = queryTc(link.ifindex, 'ingress', TC);
+      if (tcId !== undefined && progIds.has(tcId)) detachTc(link.ifindex, 'ingress', TC);
+      const xdp = queryXdp(link.ifindex);
+      if (xdp && progIds.has(xdp.progId)) detachXdp(link.ifindex);
+    }
+  });
+  for (const name of await readdir(join(bpfDir, 'links')).catch(() => [] as string[])) {
+    await step(`remove cgroup link ${name}`, () => BpfLink.unpin(join(bpfDir, 'links', name)));
+  }
+  await step('remove pins', () => rm(bpfDir, { recursive: true, force: true }).catch(async () => {
+    for (const sub of ['progs', 'maps', 'links']) await rm(join(bpfDir, sub), { recursive: true, force: true });
+  }));
+  if (undo.mountedBpffs) {
+    await step('unmount bpffs', () => run('umount', [undo.mountedBpffs!]).then(() => rm(undo.mountedBpffs!, { recursive: true, force: true })));
+  }
+  if (undo.mountedCgroup) await step('unmount cgroup2', () => run('umount', [undo.mountedCgroup!]).then(() => undefined));
+  if (undo.reservedPorts !== undefined) {
+    await step('restore ip_local_reserved_ports', () => writeSysctl('net.ipv4.ip_local_reserved_ports', undo.reservedPorts!).then(() => undefined));
+  }
+  await step('remove undo record', () => rm(undoFile, { force: true }));
+  if (errors.length) throw new Error(`clean up eBPF datapath: ${errors.join('; ')}`);
+  opts.log(`cleanup: removed the eBPF datapath's programs, maps and links (${bpfDir})`);
+  return true;
+}

@@ -1,0 +1,150 @@
+import { formatIpv4, parseCidr } from '../../ipam/ipv4.js';
+import type { DatapathModel } from '../datapath.js';
+import {
+  encodeEndpoint,
+  encodeFirewallKey,
+  encodeFirewallValue,
+  encodeIpKey,
+  encodeLinkKey,
+  encodeNetwork,
+  encodePublishedKey,
+  encodePublishedValue,
+  encodeU32,
+  encodeUplink,
+  LINK_DPORT,
+  LINK_SPORT,
+  maskOf,
+  NET_ICC,
+  NET_INTERNAL,
+  NET_MASQUERADE,
+  PROTO_NUMBER,
+  PUB_DIRECT,
+} from './abi.js';
+
+/**
+ * The eBPF rendering of the model: the contents of every policy map, as a
+ * pure function of the model and the host's interfaces. Applying it (diff,
+ * epochs, batches) is the datapath's separate step.
+ */
+
+/** What the kernel calls the interfaces the model names. */
+export interface HostFacts {
+  links: Map<string, { ifindex: number; mac: string }>;
+  /** IPv4 addresses of the namespace, by interface. */
+  addresses: { ifname: string; address: string }[];
+}
+
+/** A map's desired contents: hex of the key → value bytes. */
+export type Entries = Map<string, Buffer>;
+
+export interface MapContents {
+  bp_networks: Entries;
+  bp_endpoints: Entries;
+  bp_endpoint_by_if: Entries;
+  bp_links: Entries;
+  bp_uplinks: Entries;
+  bp_local_addrs: Entries;
+  /** Published ports without their epochs (the apply step stamps them). */
+  bp_published: Entries;
+  bp_firewall: Entries;
+}
+
+export const POLICY_MAPS = [
+  'bp_networks',
+  'bp_endpoints',
+  'bp_endpoint_by_if',
+  'bp_links',
+  'bp_uplinks',
+  'bp_local_addrs',
+  'bp_published',
+  'bp_firewall',
+] as const satisfies readonly (keyof MapContents)[];
+
+const hex = (b: Buffer): string => b.toString('hex');
+
+function ifOf(facts: HostFacts, name: string, what: string): { ifindex: number; mac: string } {
+  const link = facts.links.get(name);
+  if (!link) throw new Error(`render eBPF maps: ${what} ${name}: no such interface`);
+  return link;
+}
+
+export function renderMaps(model: DatapathModel, facts: HostFacts): MapContents {
+  const out: MapContents = {
+    bp_networks: new Map(),
+    bp_endpoints: new Map(),
+    bp_endpoint_by_if: new Map(),
+    bp_links: new Map(),
+    bp_uplinks: new Map(),
+    bp_local_addrs: new Map(),
+    bp_published: new Map(),
+    bp_firewall: new Map(),
+  };
+
+  // A network's id is its bridge's ifindex: unique and stable while it exists.
+  const netId = new Map<string, number>();
+  const routed = new Set<string>();
+  for (const n of model.networks) {
+    const br = ifOf(facts, n.bridge, `network ${n.name}: bridge`);
+    netId.set(n.name, br.ifindex);
+    const { network, prefix } = parseCidr(n.subnet);
+    const flags = (n.icc ? NET_ICC : 0) | (n.masquerade && !n.internal ? NET_MASQUERADE : 0) | (n.internal ? NET_INTERNAL : 0);
+    if (!n.masquerade && !n.internal) routed.add(n.name);
+    out.bp_networks.set(
+      hex(encodeU32(br.ifindex)),
+      encodeNetwork({ subnet: formatIpv4(network), mask: maskOf(prefix), gateway: n.gateway, bridgeIfindex: br.ifindex, bridgeMac: br.mac, flags }),
+    );
+  }
+
+  const endpointIf = new Map<string, number>();
+  for (const e of model.endpoints) {
+    const id = netId.get(e.network);
+    if (id === undefined) continue;
+    const veth = ifOf(facts, e.hostIf, `endpoint ${e.container}: veth`);
+    endpointIf.set(`${e.container}/${e.network}`, veth.ifindex);
+    const value = encodeEndpoint({ ip: e.ip, ifindex: veth.ifindex, networkId: id, mac: e.mac });
+    out.bp_endpoints.set(hex(encodeIpKey(e.ip)), value);
+    out.bp_endpoint_by_if.set(hex(encodeU32(veth.ifindex)), value);
+  }
+
+  for (const l of model.links) {
+    const one = Buffer.from([1, 0, 0, 0]);
+    const there = encodeLinkKey({ srcIp: l.parentIp, dstIp: l.childIp, port: l.port, proto: l.proto, direction: LINK_DPORT });
+    const back = encodeLinkKey({ srcIp: l.childIp, dstIp: l.parentIp, port: l.port, proto: l.proto, direction: LINK_SPORT });
+    out.bp_links.set(hex(there), one);
+    out.bp_links.set(hex(back), one);
+  }
+
+  const uplinks = new Set(model.uplinks);
+  for (const a of facts.addresses) {
+    out.bp_local_addrs.set(hex(encodeIpKey(a.address)), Buffer.from([1, 0, 0, 0]));
+    if (!uplinks.has(a.ifname)) continue;
+    const up = ifOf(facts, a.ifname, 'uplink');
+    const key = hex(encodeU32(up.ifindex));
+    // The first address of an uplink is the one masquerade uses, as MASQUERADE does.
+    if (!out.bp_uplinks.has(key)) out.bp_uplinks.set(key, encodeUplink({ ip: a.address, mac: up.mac }));
+  }
+
+  for (const p of model.ports) {
+    const ifindex = endpointIf.get(`${p.container}/${p.network}`);
+    const id = netId.get(p.network);
+    if (ifindex === undefined || id === undefined) continue;
+    const value = { containerIp: p.containerIp, containerPort: p.containerPort, ifindex, networkId: id, epochFrom: 0, epochUntil: 0 };
+    out.bp_published.set(
+      hex(encodePublishedKey({ proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort })),
+      encodePublishedValue({ ...value, flags: 0 }),
+    );
+    // A routed network's published container port is reachable by the container's address too.
+    if (routed.has(p.network)) {
+      out.bp_published.set(
+        hex(encodePublishedKey({ proto: p.proto, hostIp: p.containerIp, hostPort: p.containerPort })),
+        encodePublishedValue({ ...value, flags: PUB_DIRECT }),
+      );
+    }
+  }
+  for (const r of model.firewall) {
+    const { network, prefix } = parseCidr(r.cidr);
+    const key = encodeFirewallKey({ addr: formatIpv4(network), prefixLen: prefix, port: r.port ?? 0, proto: r.proto ? PROTO_NUMBER[r.proto] : 0 });
+    out.bp_firewall.set(hex(key), encodeFirewallValue());
+  }
+  return out;
+}

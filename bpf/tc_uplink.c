@@ -47,7 +47,9 @@ int bp_uplink_ingress(struct __sk_buff *skb)
 	if (ct)
 		return deliver_flow(skb, &p, ct);
 
-	if (p.tuple.proto == IPPROTO_TCP || p.tuple.proto == IPPROTO_UDP || p.tuple.proto == IPPROTO_SCTP) {
+	/* Ports bound to a loopback address are for the host's own processes only. */
+	int loopback = (bpf_ntohl(p.tuple.daddr) >> 24) == 127;
+	if (!loopback && (p.tuple.proto == IPPROTO_TCP || p.tuple.proto == IPPROTO_UDP || p.tuple.proto == IPPROTO_SCTP)) {
 		struct bp_published_value *pub = bp_published_lookup(p.tuple.proto, p.tuple.daddr, p.tuple.dport);
 		if (!pub && bp_is_local(p.tuple.daddr))
 			pub = bp_published_lookup(p.tuple.proto, 0, p.tuple.dport);

@@ -29,6 +29,9 @@ cleanup() {
     for n in quiet demo; do bp network rm "$n" >/dev/null 2>&1; done
     kill "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null
   fi
+  # Programs, pinned maps, cgroup links and sysctls of the instance (either datapath).
+  in_host "$repo/bin/bridgeport" daemon --cleanup --state-dir "$work/state" --run-dir "$work/run" \
+    --uplink uplink0 --metrics-addr '' >>"$work/daemon.log" 2>&1
   # Anything left in the sandboxes (only if a step above failed).
   for ns in "$work"/run/netns/*; do
     [ -e "$ns" ] || continue
@@ -89,14 +92,23 @@ if bp exec app -- curl -sS --max-time 2 "http://$db_ip/"; then
   echo "unexpected: app reached db on an --icc=false network" >&2
   exit 1
 fi
-echo "refused: no route through the bridge for app -> db"
+echo "refused: app -> db is denied by the network's icc=false policy"
 
 step "what bridgeport installed"
 bp network ls
 echo
 bp ps
 echo
-in_host iptables-save | grep -E '^(\*|:BRIDGEPORT|-A [A-Z]+ .*BRIDGEPORT|-A BRIDGEPORT)' || true
+datapath=$(bp status --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).Datapath))')
+if [ "$datapath" = ebpf ]; then
+  echo "eBPF datapath: programs on the uplink and on each container's veth, pinned maps"
+  in_host tc filter show dev uplink0 ingress
+  in_host ip -d link show dev uplink0 | grep -o 'prog/xdp[^ ]* id [0-9]*' || true
+  bp status --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const i=JSON.parse(s).DatapathInfo;console.log(JSON.stringify({bpfDir:i.bpfDir,xdp:i.xdp,publishedPorts:i.publishedPorts,conntrackEntries:i.conntrackEntries,drops:i.drops}))})'
+  echo "iptables rules of bridgeport's: $(in_host iptables-save | grep -c BRIDGEPORT || true)"
+else
+  in_host iptables-save | grep -E '^(\*|:BRIDGEPORT|-A [A-Z]+ .*BRIDGEPORT|-A BRIDGEPORT)' || true
+fi
 
 step "removing containers and networks"
 bp rm -f web db app

@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type {
+  ConnectRequest,
+  CreateNetworkRequest,
+  PublishRequest,
+  RunRequest,
+} from '../api/types.js';
 import type { ApplyChange, Datapath, DatapathModel, DpPort } from '../datapath/datapath.js';
 import { toDatapathModel } from '../datapath/model.js';
 import { getLink, ipBatch, listIpv4Addresses, listRoutes } from '../host/iproute.js';
@@ -8,7 +14,7 @@ import { createNetns, deleteNetns, netnsInode } from '../host/netns.js';
 import { createEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
 import { isRunning, resolveExecutable, startProcess, stopProcess } from '../host/process.js';
 import { hostListeners } from '../host/sockets.js';
-import { allocateAddress, type Addressing, planAddressing, type SubnetInUse } from '../ipam/ipam.js';
+import { type Addressing, allocateAddress, planAddressing, type SubnetInUse } from '../ipam/ipam.js';
 import { broadcast, cidrContainsCidr, cidrsOverlap, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
 import { BridgeportError, conflict, invalid, notFound } from '../model/errors.js';
 import { type FirewallRule, formatRule, parseFirewallRule, sameRule } from '../model/firewall.js';
@@ -16,19 +22,13 @@ import { checkInterfaceName, checkName, RESERVED_NETWORKS } from '../model/names
 import {
   bindingsOverlap,
   expandPortSpec,
+  formatPortSpec,
   type PortBinding,
   type PortSpec,
   parseExposedPort,
-  formatPortSpec,
   parsePortSpec,
 } from '../model/port-spec.js';
 import type { ContainerRecord, EndpointRecord, NetworkRecord, PublishedPort, State } from '../model/state.js';
-import type {
-  ConnectRequest,
-  CreateNetworkRequest,
-  PublishRequest,
-  RunRequest,
-} from '../api/types.js';
 import { renderHostsFile } from './hosts-file.js';
 import type { StateStore } from './state-store.js';
 import { Transaction } from './transaction.js';
@@ -555,7 +555,8 @@ export class Daemon {
   async firewallDeny(req: { cidr: string; port?: string }): Promise<FirewallRule> {
     const rule = parseFirewallRule(req.cidr, req.port);
     return this.transact(`firewall deny ${formatRule(rule)}`, async (draft) => {
-      const rules = (draft.firewall ??= []);
+      draft.firewall ??= [];
+      const rules = draft.firewall;
       if (rules.some((r) => sameRule(r, rule))) throw conflict(`${formatRule(rule)} is already denied`);
       rules.push(rule);
       return rule;

@@ -1,13 +1,13 @@
 import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import type { ConnectRequest, CreateNetworkRequest, PublishRequest, RunRequest } from '../api/types.js';
 import { listen, Router } from '../api/server.js';
+import type { ConnectRequest, CreateNetworkRequest, PublishRequest, RunRequest } from '../api/types.js';
 import { checkBody, SHAPES } from '../api/validate.js';
 import { parseTimeouts } from '../datapath/ebpf/conntrack-gc.js';
 import type { EbpfOptions } from '../datapath/ebpf/ebpf-datapath.js';
-import { type DatapathChoice, removeEbpfLeftovers, selectDatapath } from '../datapath/select.js';
 import { IptablesDatapath } from '../datapath/iptables/iptables-datapath.js';
+import { type DatapathChoice, removeEbpfLeftovers, selectDatapath } from '../datapath/select.js';
 import { defaultRouteInterface, getLink } from '../host/iproute.js';
 import { ephemeralPortRange, writeSysctl } from '../host/sysctl.js';
 import { parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';

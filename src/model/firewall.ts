@@ -1,4 +1,4 @@
-import { parseCidr, formatCidr, parseIpv4 } from '../ipam/ipv4.js';
+import { formatCidr, parseCidr, parseIpv4 } from '../ipam/ipv4.js';
 import { invalid } from './errors.js';
 import type { Proto } from './port-spec.js';
 

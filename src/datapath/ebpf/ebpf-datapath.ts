@@ -41,9 +41,8 @@ import {
   queryXdp,
 } from './handles.js';
 import { layoutHash } from './layout.js';
-import { type Entries, type HostFacts, POLICY_MAPS, renderMaps } from './render.js';
-
 import { OBJECT_DIR } from './objects.js';
+import { type Entries, type HostFacts, POLICY_MAPS, renderMaps } from './render.js';
 
 /** tc filter identity of bridgeport's programs (clsact, ingress). */
 const TC = { handle: 0xb9, priority: 1 } as const;
@@ -99,6 +98,8 @@ export class EbpfDatapath implements Datapath {
   private uplinks: string[] = [];
   private xdpModes: Record<string, string> = {};
   private published = new Set<string>();
+  /** ifindex → program id of the tc filters this process attached (saves a netlink query per apply). */
+  private readonly tcAttached = new Map<number, number>();
   private gcRuns = 0;
   private gcDeleted = 0;
 
@@ -265,10 +266,7 @@ export class EbpfDatapath implements Datapath {
     const endpoint = this.programs.get('endpoint')!;
     for (const e of model.endpoints) {
       const link = facts.links.get(e.hostIf);
-      if (!link) continue;
-      if (queryTc(link.ifindex, 'ingress', TC) !== endpoint.id) {
-        attachTc(link.ifindex, 'ingress', endpoint, { ...TC, replace: true });
-      }
+      if (link) this.ensureTc(link.ifindex, endpoint);
     }
 
     // Everything but published ports: plain upserts, then deletions.
@@ -287,7 +285,7 @@ export class EbpfDatapath implements Datapath {
     for (const name of uplinks) {
       const link = facts.links.get(name);
       if (!link) throw new Error(`attach uplink ${name}: no such interface`);
-      if (queryTc(link.ifindex, 'ingress', TC) !== uplink.id) attachTc(link.ifindex, 'ingress', uplink, { ...TC, replace: true });
+      this.ensureTc(link.ifindex, uplink);
       if (queryXdp(link.ifindex)?.progId !== prefilter.id) {
         this.xdpModes[name] = attachXdp(link.ifindex, prefilter, this.opts.xdpMode ?? 'auto');
       } else {
@@ -295,6 +293,13 @@ export class EbpfDatapath implements Datapath {
       }
     }
     this.uplinks = uplinks;
+  }
+
+  /** Attaches (or replaces) bridgeport's ingress filter unless this process already did. */
+  private ensureTc(ifindex: number, prog: BpfProgram): void {
+    if (this.tcAttached.get(ifindex) === prog.id) return;
+    attachTc(ifindex, 'ingress', prog, { ...TC, replace: true });
+    this.tcAttached.set(ifindex, prog.id);
   }
 
   /** Makes a map hold exactly `want`: changed and new entries in one batch, then removals. */

@@ -2,6 +2,7 @@
 /*
  * tc ingress on each host-side veth: traffic from a container.
  *  - anti-spoofing: only the endpoint's own MAC and IP;
+ *  - ICMP errors about a tracked flow: translated back like its replies;
  *  - tracked flows: the entry's rewrite (replies through published ports,
  *    further packets of masqueraded flows), delivered into a container or routed out;
  *  - published ports (hairpin, also to itself): DNAT, SNAT to the gateway when
@@ -16,6 +17,7 @@
 #include "lib/maps.h"
 #include "lib/conntrack.h"
 #include "lib/deliver.h"
+#include "lib/icmp_error.h"
 
 #define SNAT_TRIES 32
 
@@ -244,6 +246,15 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);
 	if (ct)
 		return deliver_flow(skb, &p, ct, net->bridge_ifindex);
+
+	if (bp_is_icmp_error(&p)) {
+		struct bp_ct_value v;
+		int t = bp_icmp_error_translate(skb, &p, &v);
+		if (t < 0)
+			return drop(skb, BP_DROP_INVALID_PACKET);
+		if (t > 0)
+			return v.ifindex ? bp_deliver_to_endpoint(skb, p.tuple.daddr) : bp_deliver_routed(skb, &p, net->bridge_ifindex);
+	}
 
 	__be32 daddr = p.tuple.daddr;
 	int local = bp_is_local(daddr);

@@ -4,6 +4,7 @@
  *  - packets of tracked flows: the entry's rewrite (replies of masqueraded
  *    flows, further packets to published ports), delivered into the container;
  *  - new flows to a published port: DNAT + conntrack, delivered into the container;
+ *  - ICMP errors about a tracked flow: translated back like its replies;
  *  - anything else addressed to a container: dropped (no direct access);
  *  - the rest (the host's own traffic) passes untouched.
  */
@@ -11,6 +12,7 @@
 #include "lib/maps.h"
 #include "lib/conntrack.h"
 #include "lib/deliver.h"
+#include "lib/icmp_error.h"
 
 static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *ct)
 {
@@ -47,10 +49,26 @@ int bp_uplink_ingress(struct __sk_buff *skb)
 	if (ct)
 		return deliver_flow(skb, &p, ct);
 
-	/* Ports bound to a loopback address are for the host's own processes only. */
-	int loopback = (bpf_ntohl(p.tuple.daddr) >> 24) == 127;
-	if (!loopback && (p.tuple.proto == IPPROTO_TCP || p.tuple.proto == IPPROTO_UDP || p.tuple.proto == IPPROTO_SCTP)) {
+	if (bp_is_icmp_error(&p)) {
+		struct bp_ct_value v;
+		int t = bp_icmp_error_translate(skb, &p, &v);
+		if (t < 0) {
+			bp_count_drop(BP_DROP_INVALID_PACKET, skb->len);
+			return TC_ACT_SHOT;
+		}
+		if (t > 0 && v.ifindex)
+			return bp_deliver_to_endpoint(skb, p.tuple.daddr);
+		return TC_ACT_OK;
+	}
+
+	if (p.tuple.proto == IPPROTO_TCP || p.tuple.proto == IPPROTO_UDP || p.tuple.proto == IPPROTO_SCTP) {
 		struct bp_published_value *pub = bp_published_lookup(p.tuple.proto, p.tuple.daddr, p.tuple.dport);
+		/* A port bound to a loopback address is for the host's own processes
+		 * only (Docker drops it in raw PREROUTING unless it comes in on lo). */
+		if (pub && (bpf_ntohl(p.tuple.daddr) >> 24) == 127) {
+			bp_count_drop(BP_DROP_DIRECT_ACCESS, skb->len);
+			return TC_ACT_SHOT;
+		}
 		if (!pub && bp_is_local(p.tuple.daddr))
 			pub = bp_published_lookup(p.tuple.proto, 0, p.tuple.dport);
 		if (pub) {

@@ -61,7 +61,9 @@ echo "host $host: uplink0 198.18.0.1/24   client $client: eth0 198.18.0.2/24"
 
 step "bridgeport daemon (inside the host netns)"
 mkdir -p "$work/state" "$work/run"
-in_host "$repo/bin/bridgeport" daemon --datapath auto --uplink uplink0 \
+# nsenter itself (not the in_host function, which would fork a subshell) so that
+# $! is the daemon's pid: nsenter execs it.
+nsenter --net="$hostns" -- "$repo/bin/bridgeport" daemon --datapath auto --uplink uplink0 \
   --state-dir "$work/state" --run-dir "$work/run" --metrics-addr '' >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do

@@ -1,9 +1,10 @@
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
-import { bridgeportRules, fails, inContainer, inspect, ipOf, ok, probe, runEcho, useDaemon } from '../helpers/scenario.js';
-import { REPO_ROOT } from '../helpers/topology.js';
+import { bridgeportRules, clearPinnedMap, fails, inContainer, inspect, installed, ipOf, ok, probe, runEcho, useDaemon } from '../helpers/scenario.js';
+import { REPO_ROOT, useTopology } from '../helpers/topology.js';
 import { startEchoServer } from '../helpers/traffic.js';
 
 describePriv.each(DATAPATHS)('containers and networks over their lifetime (%s)', (datapath) => {
@@ -106,14 +107,14 @@ describePriv.each(DATAPATHS)('containers and networks over their lifetime (%s)',
 
   it('rm and network rm remove every rule, link and namespace they made', async () => {
     const { topo, d } = env();
-    const empty = await bridgeportRules(topo);
+    const empty = await installed(topo, d);
     const linksBefore = (await topo.inHost('ip', ['-o', 'link', 'show'])).stdout.split('\n').length;
     await ok(d, ['network', 'create', 'tmp']);
     const web = await runEcho(d, 'web', { network: 'tmp', flags: ['-p', '8092:80', '-p', '5356:53/udp'] });
-    expect((await bridgeportRules(topo)).join('\n')).toContain(ipOf(web, 'tmp'));
+    expect((await installed(topo, d)).join('\n')).toContain(ipOf(web, 'tmp'));
     await ok(d, ['rm', '-f', 'web']);
     await ok(d, ['network', 'rm', 'tmp']);
-    expect(await bridgeportRules(topo)).toEqual(empty);
+    expect(await installed(topo, d)).toEqual(empty);
     expect((await topo.inHost('ip', ['-o', 'link', 'show'])).stdout.split('\n').length).toBe(linksBefore);
     expect(await readdir(join(d.runDir, 'netns'))).toEqual([]);
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8092)).ok).toBe(false);
@@ -125,30 +126,44 @@ describePriv.each(DATAPATHS)('containers and networks over their lifetime (%s)',
     await runEcho(d, 'web', { flags: ['-p', '8093:80'] });
     await runEcho(d, 'db', { network: 'quiet', flags: ['--expose', '80'] });
     await runEcho(d, 'app', { network: 'quiet', flags: ['--link', 'db'] });
-    // The operator's own rules: one in BRIDGEPORT-USER, one in FORWARD.
-    await topo.inHost('iptables', ['-A', 'BRIDGEPORT-USER', '-s', '192.0.2.9/32', '-j', 'DROP']);
+    // The operator's own rules: in FORWARD, and (iptables) in BRIDGEPORT-USER or
+    // (eBPF) a tc filter of its own on the uplink.
     await topo.inHost('iptables', ['-I', 'FORWARD', '1', '-s', '192.0.2.10/32', '-j', 'DROP']);
-    const before = await bridgeportRules(topo);
+    if (datapath === 'iptables') await topo.inHost('iptables', ['-A', 'BRIDGEPORT-USER', '-s', '192.0.2.9/32', '-j', 'DROP']);
+    else {
+      const foreign = join(REPO_ROOT, 'bpf', 'obj', 'test', 'foreign_pass.o');
+      const tc = await topo.inHost('tc', ['filter', 'add', 'dev', topo.uplink, 'ingress', 'prio', '100', 'bpf', 'da', 'obj', foreign, 'sec', 'tc']);
+      expect(tc.exitCode, tc.stderr).toBe(0);
+    }
+    const before = await installed(topo, d);
+    expect(before.length).toBeGreaterThan(0);
 
     await d.kill9();
     await d.restart();
-    const after = await bridgeportRules(topo);
-    expect(after).toEqual(before);
+    expect(await installed(topo, d)).toEqual(before);
     const save = (await topo.inHost('iptables-save', [])).stdout;
-    expect(save.match(/-A FORWARD -j BRIDGEPORT-FORWARD/g)).toHaveLength(1);
-    expect(save).toContain('-A BRIDGEPORT-USER -s 192.0.2.9/32 -j DROP');
     expect(save).toContain('-A FORWARD -s 192.0.2.10/32 -j DROP');
+    if (datapath === 'iptables') {
+      expect(save.match(/-A FORWARD -j BRIDGEPORT-FORWARD/g)).toHaveLength(1);
+      expect(save).toContain('-A BRIDGEPORT-USER -s 192.0.2.9/32 -j DROP');
+    } else {
+      expect(save).not.toContain('BRIDGEPORT');
+      const tc = await topo.inHost('tc', ['filter', 'show', 'dev', topo.uplink, 'ingress']);
+      expect(tc.stdout).toContain('foreign_pass');
+      expect(tc.stdout.match(/ name bp_uplink_ingre/g)).toHaveLength(1);
+    }
 
     // Containers kept running across the restart and traffic still flows.
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8093)).ok).toBe(true);
     expect((await inspect(d, 'web')).State.Running).toBe(true);
 
-    // A rule flushed behind the daemon's back comes back on the next start.
-    await topo.inHost('iptables', ['-t', 'nat', '-F', 'BRIDGEPORT']);
+    // State removed behind the daemon's back comes back on the next start.
+    if (datapath === 'iptables') await topo.inHost('iptables', ['-t', 'nat', '-F', 'BRIDGEPORT']);
+    else await clearPinnedMap(join(d.runDir, 'bpf', 'maps', 'bp_published'));
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8093)).ok).toBe(false);
     await d.stop();
     await d.restart();
-    expect(await bridgeportRules(topo)).toEqual(before);
+    expect(await installed(topo, d)).toEqual(before);
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8093)).ok).toBe(true);
   });
 
@@ -174,19 +189,35 @@ describePriv.each(DATAPATHS)('containers and networks over their lifetime (%s)',
     ]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(await bridgeportRules(topo)).toEqual([]);
+    expect(existsSync(join(d.runDir, 'bpf', 'maps'))).toBe(false);
+    const tc = await topo.inHost('tc', ['filter', 'show', 'dev', topo.uplink, 'ingress']);
+    expect(tc.stdout).not.toContain('bp_');
+    const xdp = await topo.inHost('ip', ['-d', 'link', 'show', 'dev', topo.uplink]);
+    expect(xdp.stdout).not.toContain('xdp');
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8094)).ok).toBe(false);
   });
 });
 
 describePriv('datapath selection', () => {
-  const env = useDaemon('auto');
+  const topology = useTopology();
 
-  it('auto falls back to iptables and says why; ebpf refuses to start with a clear error', async () => {
-    const { topo, d } = env();
+  it('auto falls back to iptables when eBPF cannot run, and says why; --datapath ebpf refuses', async () => {
+    const topo = topology();
+    // Without CAP_BPF/CAP_SYS_ADMIN/CAP_PERFMON the kernel loads no program.
+    const dropCaps = ['bpf', 'sys_admin', 'perfmon'];
+    const d = await topo.startDaemon({ datapath: 'auto', dropCaps });
     const status = (await d.cliJson(['status', '--json'])) as any;
     expect(status.Datapath).toBe('iptables');
-    expect(status.DatapathReason).toMatch(/ebpf/i);
+    expect(status.DatapathReason).toMatch(/ebpf unavailable: .+/);
+    expect(d.logs()).toMatch(/eBPF unavailable \(.+\); falling back to iptables/);
+    expect((await bridgeportRules(topo)).length).toBeGreaterThan(0);
+    await d.stop();
 
-    const r = await topo.inHost('node', [
+    const drop = dropCaps.map((c) => `-${c}`).join(',');
+    const r = await topo.inHost('setpriv', [
+      `--bounding-set=${drop}`,
+      `--inh-caps=${drop}`,
+      process.execPath,
       join(REPO_ROOT, 'bin', 'bridgeport'),
       'daemon',
       '--datapath',
@@ -197,6 +228,50 @@ describePriv('datapath selection', () => {
       `${d.runDir}-ebpf`,
     ]);
     expect(r.exitCode).not.toBe(0);
-    expect(r.stderr).toMatch(/--datapath ebpf: .*not built/);
+    expect(r.stderr).toMatch(/--datapath ebpf: .+/);
+    expect(existsSync(join(`${d.runDir}-ebpf`, 'bpf', 'maps'))).toBe(false);
+
+    // With every capability, auto chooses eBPF.
+    await d.restart({ dropCaps: [] });
+    expect(((await d.cliJson(['status', '--json'])) as any).Datapath).toBe('ebpf');
+  });
+
+  it('switching a host between datapaths leaves nothing of the old one behind', async () => {
+    const topo = topology();
+    const d = await topo.startDaemon({ datapath: 'ebpf' });
+    await runEcho(d, 'web', { flags: ['-p', '8095:80'] });
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8095)).ok).toBe(true);
+    const ebpfState = await installed(topo, d);
+    expect(ebpfState.some((l) => l.startsWith('bp_published'))).toBe(true);
+    const progIds: number[] = [];
+    for (const name of await readdir(join(d.runDir, 'bpf', 'progs'))) {
+      const r = await topo.inHost('bpftool', ['-j', 'prog', 'show', 'pinned', join(d.runDir, 'bpf', 'progs', name)]);
+      progIds.push(JSON.parse(r.stdout).id);
+    }
+    expect(progIds.length).toBeGreaterThanOrEqual(6);
+    await d.stop();
+
+    await d.restart({ datapath: 'iptables' });
+    expect(((await d.cliJson(['status', '--json'])) as any).Datapath).toBe('iptables');
+    expect(existsSync(join(d.runDir, 'bpf'))).toBe(false);
+    const tc = await topo.inHost('tc', ['filter', 'show', 'dev', topo.uplink, 'ingress']);
+    expect(tc.stdout).not.toContain('bp_');
+    expect((await topo.inHost('ip', ['-d', 'link', 'show', 'dev', topo.uplink])).stdout).not.toContain('xdp');
+    // Programs are freed once nothing holds them (no pin, attachment or link); that is RCU-deferred.
+    const alive = async () => {
+      const r = await topo.inHost('bpftool', ['-j', 'prog', 'show']);
+      const ids = new Set((JSON.parse(r.stdout) as { id: number }[]).map((p) => p.id));
+      return progIds.filter((id) => ids.has(id));
+    };
+    for (let i = 0; i < 20 && (await alive()).length; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await alive()).toEqual([]);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8095)).ok).toBe(true);
+    expect((await bridgeportRules(topo)).length).toBeGreaterThan(0);
+    await d.stop();
+
+    await d.restart({ datapath: 'ebpf' });
+    expect(await bridgeportRules(topo)).toEqual([]);
+    expect(await installed(topo, d)).toHaveLength(ebpfState.length);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8095)).ok).toBe(true);
   });
 });

@@ -28,7 +28,7 @@ if (reason !== undefined) {
 /** `describe` for root-only scenarios; skipped (with a warning) when not privileged. */
 export const describePriv: typeof describe.skip = isPrivileged ? describe : describe.skip;
 
-const DEFAULT_DATAPATHS = ['iptables'] as const;
+const DEFAULT_DATAPATHS = ['iptables', 'ebpf'] as const;
 
 function datapathsFromEnv(value: string | undefined): readonly string[] | undefined {
   const list = (value ?? '')

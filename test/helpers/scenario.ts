@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { beforeEach, expect } from 'vitest';
 import type { CommandResult, DaemonHandle, Topology } from './topology.js';
 import { useTopology } from './topology.js';
@@ -83,4 +85,45 @@ export async function bridgeportRules(topo: Topology): Promise<string[]> {
   return r.stdout.split('\n').filter((l) => l.includes('BRIDGEPORT'));
 }
 
-export { probe, FIXTURES };
+/**
+ * Everything a datapath installed, as comparable lines: bridgeport's iptables
+ * lines, and on eBPF the entries of the policy maps pinned in the daemon's
+ * bpffs (an endpoint's line names its address) and the tc filters on the uplink.
+ */
+export async function installed(topo: Topology, d: DaemonHandle): Promise<string[]> {
+  const lines = await bridgeportRules(topo);
+  const maps = join(d.runDir, 'bpf', 'maps');
+  if (!existsSync(maps)) return lines;
+  const { BpfMap } = await import('../../src/datapath/ebpf/handles.js');
+  const { POLICY_MAPS } = await import('../../src/datapath/ebpf/render.js');
+  const { LAYOUT, readIp } = await import('../../src/datapath/ebpf/abi.js');
+  for (const name of POLICY_MAPS) {
+    const map = BpfMap.fromPin(join(maps, name));
+    try {
+      for (const [k, v] of map.entries()) {
+        const ip = name === 'bp_endpoints' && k.length === 4 ? ` ${readIp(k, 0)}` : '';
+        // A published entry's epochs say when it became live, not what it does.
+        const value = name === 'bp_published' ? v.subarray(0, LAYOUT.bp_published_value.fields.epoch_from) : v;
+        lines.push(`${name} ${k.toString('hex')} ${value.toString('hex')}${ip}`);
+      }
+    } finally {
+      map.close();
+    }
+  }
+  const tc = await topo.inHost('tc', ['filter', 'show', 'dev', topo.uplink, 'ingress']);
+  lines.push(...tc.stdout.split('\n').filter((l) => l.includes('bp_')));
+  return lines.sort();
+}
+
+/** Empties a pinned map behind the daemon's back (what a stray tool could do). */
+export async function clearPinnedMap(pin: string): Promise<void> {
+  const { BpfMap } = await import('../../src/datapath/ebpf/handles.js');
+  const map = BpfMap.fromPin(pin);
+  try {
+    map.deleteBatch([...map.keys()]);
+  } finally {
+    map.close();
+  }
+}
+
+export { FIXTURES, probe };

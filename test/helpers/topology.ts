@@ -30,7 +30,8 @@ export interface Topology {
   workDir: string;
   inHost(cmd: string, args: string[], opts?: RunOptions): Promise<CommandResult>;
   inClient(cmd: string, args: string[], opts?: RunOptions): Promise<CommandResult>;
-  startDaemon(opts: { datapath: string; args?: string[] }): Promise<DaemonHandle>;
+  /** `dropCaps` (e.g. ['bpf', 'sys_admin']) runs the daemon without those capabilities. */
+  startDaemon(opts: { datapath: string; args?: string[]; dropCaps?: string[] }): Promise<DaemonHandle>;
   cleanup(): Promise<void>;
 }
 
@@ -43,7 +44,7 @@ export interface DaemonHandle {
   cliJson<T = unknown>(args: string[]): Promise<T>;
   stop(): Promise<void>;
   kill9(): Promise<void>;
-  restart(opts?: { args?: string[] }): Promise<void>;
+  restart(opts?: { args?: string[]; dropCaps?: string[]; datapath?: string }): Promise<void>;
 }
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -192,8 +193,9 @@ class Daemon implements DaemonHandle {
 
   constructor(
     private readonly topo: TopologyImpl,
-    private readonly datapath: string,
+    private datapath: string,
     private args: string[],
+    private dropCaps: string[] = [],
   ) {
     this.stateDir = path.join(topo.workDir, 'state');
     this.runDir = path.join(topo.workDir, 'run');
@@ -232,7 +234,10 @@ class Daemon implements DaemonHandle {
       '',
       ...this.args,
     ];
-    const argv = nsenterArgv(this.topo.hostNsPath, process.execPath, daemonArgs);
+    const drop = this.dropCaps.map((c) => `-${c}`).join(',');
+    const argv = this.dropCaps.length
+      ? nsenterArgv(this.topo.hostNsPath, 'setpriv', [`--bounding-set=${drop}`, `--inh-caps=${drop}`, process.execPath, ...daemonArgs])
+      : nsenterArgv(this.topo.hostNsPath, process.execPath, daemonArgs);
     this.appendLog(`### ${new Date().toISOString()} start: ${argv.join(' ')}\n`);
     this.exitDescription = undefined;
     const proc = execa(argv[0]!, argv.slice(1), {
@@ -322,9 +327,11 @@ class Daemon implements DaemonHandle {
     return this.signalAndWait('SIGKILL', 5_000);
   }
 
-  async restart(opts: { args?: string[] } = {}): Promise<void> {
+  async restart(opts: { args?: string[]; dropCaps?: string[]; datapath?: string } = {}): Promise<void> {
+    if (opts.datapath) this.datapath = opts.datapath;
     if (this.running) throw new Error('restart(): daemon still running; call stop() or kill9() first');
     if (opts.args) this.args = opts.args;
+    if (opts.dropCaps) this.dropCaps = opts.dropCaps;
     await this.start();
   }
 }
@@ -391,8 +398,8 @@ class TopologyImpl implements Topology {
     }
   }
 
-  async startDaemon(opts: { datapath: string; args?: string[] }): Promise<DaemonHandle> {
-    const daemon = new Daemon(this, opts.datapath, opts.args ?? []);
+  async startDaemon(opts: { datapath: string; args?: string[]; dropCaps?: string[] }): Promise<DaemonHandle> {
+    const daemon = new Daemon(this, opts.datapath, opts.args ?? [], opts.dropCaps ?? []);
     // Tracked before start so cleanup also reaps a daemon that never became ready.
     this.daemons.push(daemon);
     await daemon.start();

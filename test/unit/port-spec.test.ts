@@ -8,9 +8,9 @@ import {
   formatPortSpec,
   type PortBinding,
   type PortSpec,
+  type Proto,
   parseExposedPort,
   parsePortSpec,
-  type Proto,
 } from '../../src/model/port-spec.js';
 
 function spec(partial: Partial<PortSpec>): PortSpec {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -28,7 +29,7 @@ import {
   attachTc,
   attachXdp,
   BpfLink,
-  type BpfMap,
+  BpfMap,
   BpfObject,
   BpfProgram,
   detachTc,
@@ -81,6 +82,8 @@ interface Undo {
   reservedPorts?: string;
   mountedBpffs?: string;
   mountedCgroup?: string;
+  /** Build identity (object + settings) of the programs pinned, per object. */
+  builds?: Record<string, string>;
 }
 
 /**
@@ -96,6 +99,7 @@ export class EbpfDatapath implements Datapath {
   private readonly mirror = new Map<string, Entries>();
   private gcTimer: NodeJS.Timeout | undefined;
   private uplinks: string[] = [];
+  private bridges = new Set<string>();
   private xdpModes: Record<string, string> = {};
   private published = new Set<string>();
   /** ifindex → program id of the tc filters this process attached (saves a netlink query per apply). */
@@ -153,25 +157,43 @@ export class EbpfDatapath implements Datapath {
     }
 
     const settings = encodeSettings({ netnsCookie: netnsCookie(), snatPortFirst: low, snatPortLast: high, flags: 0 });
+    // Programs of an unchanged build (same object, same settings) are re-adopted
+    // from their pins, so a restart leaves every attachment exactly as it was.
+    const builds: Record<string, string> = {};
+    for (const { object } of Object.values(PROGRAMS)) {
+      builds[object] ??= createHash('sha256')
+        .update(await readFile(join(OBJECT_DIR, `${object}.o`)))
+        .update(settings)
+        .digest('hex')
+        .slice(0, 16);
+    }
+    const entries = Object.entries(PROGRAMS) as [ProgramName, (typeof PROGRAMS)[ProgramName]][];
+    const progPin = (name: string): string => join(this.bpfDir, 'progs', name);
+    const adoptable = (object: string): boolean =>
+      undo.builds?.[object] === builds[object] && entries.every(([name, p]) => p.object !== object || existsSync(progPin(name)));
     const objects = new Map<string, BpfObject>();
     try {
-      for (const { object } of Object.values(PROGRAMS)) {
-        if (objects.has(object)) continue;
-        const obj = BpfObject.open(join(OBJECT_DIR, `${object}.o`), { pinDir, rodata: settings });
-        objects.set(object, obj);
-        obj.load();
-      }
-      for (const [name, { object, program }] of Object.entries(PROGRAMS) as [ProgramName, (typeof PROGRAMS)[ProgramName]][]) {
-        // Pinned, so a later daemon (or --cleanup) finds what is attached; re-pinned on every start.
-        const pin = join(this.bpfDir, 'progs', name);
-        await rm(pin, { force: true });
-        objects.get(object)!.program(program).pin(pin);
+      for (const [name, { object, program }] of entries) {
+        const pin = progPin(name);
+        if (!adoptable(object)) {
+          let obj = objects.get(object);
+          if (!obj) {
+            obj = BpfObject.open(join(OBJECT_DIR, `${object}.o`), { pinDir, rodata: settings });
+            objects.set(object, obj);
+            obj.load();
+          }
+          // Pinned, so a later daemon (or --cleanup) finds what is attached.
+          await rm(pin, { force: true });
+          obj.program(program).pin(pin);
+        }
         this.programs.set(name, BpfProgram.fromPin(pin));
       }
     } finally {
       for (const obj of objects.values()) obj.close();
     }
-    for (const name of await readdir(pinDir)) this.maps.set(name, (await import('./handles.js')).BpfMap.fromPin(join(pinDir, name)));
+    undo.builds = builds;
+    await this.writeUndo(undo);
+    for (const name of await readdir(pinDir)) this.maps.set(name, BpfMap.fromPin(join(pinDir, name)));
     this.map('bp_meta').update(encodeU32(0), encodeMeta(ABI_VERSION, hash));
 
     // Socket hooks on the cgroup v2 root: links pinned here outlive the daemon and
@@ -259,6 +281,11 @@ export class EbpfDatapath implements Datapath {
 
   async apply(model: DatapathModel, _change?: ApplyChange): Promise<void> {
     const facts = await this.hostFacts();
+    // A removed network's bridge is deleted after this apply: its gateway is no longer ours.
+    const bridges = new Set(model.networks.map((n) => n.bridge));
+    const removed = new Set([...this.bridges].filter((b) => !bridges.has(b)));
+    facts.addresses = facts.addresses.filter((a) => !removed.has(a.ifname));
+    this.bridges = bridges;
     const want = renderMaps(model, facts);
 
     // Programs first: an endpoint's veth is hooked before any map names it.

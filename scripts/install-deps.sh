@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what bridgeport needs on a fresh Debian machine, only what is missing:
-# apt packages (iproute2, iptables, conntrack, nsenter, curl) and npm packages.
+# apt packages (iproute2, iptables, conntrack, nsenter, curl, the BPF toolchain) and npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,12 @@ command -v llvm-objdump >/dev/null || need+=(llvm)
 [ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
 ldconfig -p 2>/dev/null | grep -q 'libbpf.so.1 ' || need+=(libbpf1)
 command -v capsh >/dev/null || need+=(libcap2-bin)
+# The tests also look at what is installed with bpftool, tc and nft, and drop
+# capabilities with setpriv (util-linux).
+command -v bpftool >/dev/null || need+=(bpftool)
+command -v tc >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+command -v setpriv >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   apt-get update -qq

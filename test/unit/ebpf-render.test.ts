@@ -10,7 +10,7 @@ import {
   NET_MASQUERADE,
   PUB_DIRECT,
 } from '../../src/datapath/ebpf/abi.js';
-import { type HostFacts, renderMaps } from '../../src/datapath/ebpf/render.js';
+import { checkSupported, type HostFacts, renderMaps } from '../../src/datapath/ebpf/render.js';
 
 const facts: HostFacts = {
   links: new Map([
@@ -90,6 +90,13 @@ describe('renderMaps', () => {
     expect(rows).toHaveLength(3);
     expect(rows).toContainEqual(expect.objectContaining({ proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8080, containerIp: '172.20.0.2', containerPort: 80, ifindex: 11, networkId: 10, flags: 0 }));
     expect(rows).toContainEqual(expect.objectContaining({ proto: 'udp', hostIp: '172.30.0.2', hostPort: 53, flags: PUB_DIRECT }));
+  });
+
+  it('refuses SCTP published on another port (its CRC32c covers the ports), accepts it on the same port', () => {
+    const sctp = (hostPort: number) =>
+      model({ ports: [{ container: 'web', network: 'a', bridge: 'br-a', proto: 'sctp', hostIp: '0.0.0.0', hostPort, containerIp: '172.20.0.2', containerPort: 3868 }] });
+    expect(() => checkSupported(sctp(3868))).not.toThrow();
+    expect(() => checkSupported(sctp(3869))).toThrow(/3869:3868\/sctp for web: the eBPF datapath cannot translate SCTP ports/);
   });
 
   it('renders both directions of a link permit', () => {

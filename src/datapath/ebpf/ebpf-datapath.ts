@@ -43,7 +43,7 @@ import {
 } from './handles.js';
 import { layoutHash } from './layout.js';
 import { OBJECT_DIR } from './objects.js';
-import { type Entries, type HostFacts, POLICY_MAPS, renderMaps } from './render.js';
+import { checkSupported, type Entries, type HostFacts, POLICY_MAPS, renderMaps } from './render.js';
 
 /** tc filter identity of bridgeport's programs (clsact, ingress). */
 const TC = { handle: 0xb9, priority: 1 } as const;
@@ -280,6 +280,7 @@ export class EbpfDatapath implements Datapath {
   }
 
   async apply(model: DatapathModel, _change?: ApplyChange): Promise<void> {
+    checkSupported(model);
     const facts = await this.hostFacts();
     // A removed network's bridge is deleted after this apply: its gateway is no longer ours.
     const bridges = new Set(model.networks.map((n) => n.bridge));

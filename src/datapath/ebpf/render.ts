@@ -1,4 +1,5 @@
 import { formatIpv4, parseCidr } from '../../ipam/ipv4.js';
+import { invalid } from '../../model/errors.js';
 import type { DatapathModel } from '../datapath.js';
 import {
   encodeEndpoint,
@@ -66,6 +67,20 @@ function ifOf(facts: HostFacts, name: string, what: string): { ifindex: number; 
   const link = facts.links.get(name);
   if (!link) throw new Error(`render eBPF maps: ${what} ${name}: no such interface`);
   return link;
+}
+
+/**
+ * Refuses what the programs cannot do faithfully: an SCTP port translated to
+ * another port would need the CRC32c over the whole packet recomputed, which
+ * BPF has no helper for (addresses are outside the CRC, so same-port SCTP is fine).
+ */
+export function checkSupported(model: DatapathModel): void {
+  const bad = model.ports.find((p) => p.proto === 'sctp' && p.hostPort !== p.containerPort);
+  if (bad) {
+    throw invalid(
+      `publish ${bad.hostPort}:${bad.containerPort}/sctp for ${bad.container}: the eBPF datapath cannot translate SCTP ports (the CRC32c covers them); publish SCTP on the same port (-p ${bad.containerPort}:${bad.containerPort}/sctp) or run --datapath iptables`,
+    );
+  }
 }
 
 export function renderMaps(model: DatapathModel, facts: HostFacts): MapContents {

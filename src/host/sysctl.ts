@@ -14,7 +14,8 @@ export async function readSysctl(key: string): Promise<string> {
 /** Writes a sysctl and returns the value it had before. */
 export async function writeSysctl(key: string, value: string): Promise<string> {
   const before = await readSysctl(key);
-  if (before !== value) await writeFile(pathOf(key), value);
+  // With a newline: an empty value must still reach the kernel (a 0-byte write is a no-op).
+  if (before !== value) await writeFile(pathOf(key), `${value}\n`);
   return before;
 }
 

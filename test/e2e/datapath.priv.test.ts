@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { expect, it } from 'vitest';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
 import { fails, inContainer, inspect, installed, ok, probe, runEcho, useDaemon } from '../helpers/scenario.js';
-import { nsenterArgv } from '../helpers/topology.js';
+import { nsenterArgv, REPO_ROOT, useTopology } from '../helpers/topology.js';
 import { probeMany } from '../helpers/traffic.js';
 
 const STREAM = fileURLToPath(new URL('../fixtures/stream.mjs', import.meta.url));
@@ -174,6 +174,40 @@ describePriv.each(DATAPATHS)('datapath behaviour (%s)', (datapath) => {
     expect(left).toBe(baseline);
     const gc = ((await d.cliJson(['status', '--json'])) as any).DatapathInfo.conntrackGc;
     expect(gc.deleted).toBeGreaterThanOrEqual(6);
+  });
+});
+
+describePriv.each(DATAPATHS)('two daemons on one machine (%s)', (datapath) => {
+  const first = useTopology();
+  const second = useTopology();
+
+  it('each host namespace reaches its own containers on the same published port; one cleanup leaves the other alone', async () => {
+    const a = first();
+    const b = second();
+    const da = await a.startDaemon({ datapath });
+    const db = await b.startDaemon({ datapath, args: ['--bip', '172.29.0.1/16'] });
+    const webA = await runEcho(da, 'web', { flags: ['-p', '8120:80'] });
+    const webB = await runEcho(db, 'web', { flags: ['-p', '8120:80'] });
+    const ipA = webA.NetworkSettings.Networks.bridge.IPAddress;
+    const ipB = webB.NetworkSettings.Networks.bridge.IPAddress;
+    expect(ipA).not.toBe(ipB);
+
+    for (const [topo, ip] of [
+      [a, ipA],
+      [b, ipB],
+    ] as const) {
+      // Host processes (the cgroup hooks in eBPF mode, nat OUTPUT in iptables mode) and the client.
+      expect((await probe(topo.inHost, 'tcp', '127.0.0.1', 8120)).local).toBe(`${ip}:80`);
+      expect((await probe(topo.inHost, 'tcp', topo.hostIp, 8120)).local).toBe(`${ip}:80`);
+      expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8120)).local).toBe(`${ip}:80`);
+    }
+
+    await db.stop();
+    const r = await b.inHost(process.execPath, [`${REPO_ROOT}bin/bridgeport`, 'daemon', '--cleanup', '--state-dir', db.stateDir, '--run-dir', db.runDir]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect((await probe(b.inHost, 'tcp', '127.0.0.1', 8120)).ok).toBe(false);
+    expect((await probe(a.inHost, 'tcp', '127.0.0.1', 8120)).local).toBe(`${ipA}:80`);
+    expect((await probe(a.inClient, 'tcp', a.hostIp, 8120)).local).toBe(`${ipA}:80`);
   });
 });
 

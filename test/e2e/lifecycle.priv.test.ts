@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
 import { bridgeportRules, clearPinnedMap, fails, inContainer, inspect, installed, ipOf, ok, probe, runEcho, useDaemon } from '../helpers/scenario.js';
-import { REPO_ROOT, useTopology } from '../helpers/topology.js';
+import { REPO_ROOT, type Topology, useTopology } from '../helpers/topology.js';
 import { startEchoServer } from '../helpers/traffic.js';
 
 describePriv.each(DATAPATHS)('containers and networks over their lifetime (%s)', (datapath) => {
@@ -170,6 +170,7 @@ describePriv.each(DATAPATHS)('containers and networks over their lifetime (%s)',
   it('daemon --cleanup removes every rule of the datapath, and the CLI says when no daemon runs', async () => {
     const { topo, d } = env();
     await runEcho(d, 'web', { flags: ['-p', '8094:80'] });
+    const progIds = datapath === 'ebpf' ? await pinnedProgIds(topo, d.runDir) : [];
     await d.stop();
     const down = await d.cli(['ps']);
     expect(down.exitCode).not.toBe(0);
@@ -195,8 +196,53 @@ describePriv.each(DATAPATHS)('containers and networks over their lifetime (%s)',
     const xdp = await topo.inHost('ip', ['-d', 'link', 'show', 'dev', topo.uplink]);
     expect(xdp.stdout).not.toContain('xdp');
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8094)).ok).toBe(false);
+    // The masquerade ports the eBPF datapath reserved from the host's sockets are given back.
+    expect((await topo.inHost('sysctl', ['-n', 'net.ipv4.ip_local_reserved_ports'])).stdout.trim()).toBe('');
+    // Every program (tc, XDP, cgroup hooks) is gone from the kernel.
+    expect(await aliveProgs(topo, progIds)).toEqual([]);
+  });
+
+  it.runIf(datapath === 'ebpf')('refuses pinned maps of another ABI layout, saying how to clean them', async () => {
+    const { topo, d } = env();
+    await d.stop();
+    const { BpfMap } = await import('../../src/datapath/ebpf/handles.js');
+    const meta = BpfMap.fromPin(join(d.runDir, 'bpf', 'maps', 'bp_meta'));
+    try {
+      const v = meta.lookup(Buffer.alloc(4))!;
+      v.writeUInt32LE((v.readUInt32LE(4) ^ 0xffff) >>> 0, 4);
+      meta.update(Buffer.alloc(4), v);
+    } finally {
+      meta.close();
+    }
+    await expect(d.restart()).rejects.toThrow(/another layout.*daemon --cleanup/s);
+    const r = await topo.inHost('node', [join(REPO_ROOT, 'bin', 'bridgeport'), 'daemon', '--cleanup', '--state-dir', d.stateDir, '--run-dir', d.runDir]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    await d.restart();
+    expect(((await d.cliJson(['status', '--json'])) as any).Datapath).toBe('ebpf');
   });
 });
+
+async function pinnedProgIds(topo: Topology, runDir: string): Promise<number[]> {
+  const ids: number[] = [];
+  for (const name of await readdir(join(runDir, 'bpf', 'progs'))) {
+    const r = await topo.inHost('bpftool', ['-j', 'prog', 'show', 'pinned', join(runDir, 'bpf', 'progs', name)]);
+    ids.push(JSON.parse(r.stdout).id);
+  }
+  return ids;
+}
+
+/** Which of `ids` the kernel still has; programs are freed RCU-deferred, so give it a moment. */
+async function aliveProgs(topo: Topology, ids: number[]): Promise<number[]> {
+  let alive = ids;
+  for (let i = 0; i < 20; i++) {
+    const r = await topo.inHost('bpftool', ['-j', 'prog', 'show']);
+    const live = new Set((JSON.parse(r.stdout) as { id: number }[]).map((p) => p.id));
+    alive = ids.filter((id) => live.has(id));
+    if (alive.length === 0) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return alive;
+}
 
 describePriv('datapath selection', () => {
   const topology = useTopology();
@@ -243,11 +289,7 @@ describePriv('datapath selection', () => {
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8095)).ok).toBe(true);
     const ebpfState = await installed(topo, d);
     expect(ebpfState.some((l) => l.startsWith('bp_published'))).toBe(true);
-    const progIds: number[] = [];
-    for (const name of await readdir(join(d.runDir, 'bpf', 'progs'))) {
-      const r = await topo.inHost('bpftool', ['-j', 'prog', 'show', 'pinned', join(d.runDir, 'bpf', 'progs', name)]);
-      progIds.push(JSON.parse(r.stdout).id);
-    }
+    const progIds = await pinnedProgIds(topo, d.runDir);
     expect(progIds.length).toBeGreaterThanOrEqual(6);
     await d.stop();
 
@@ -257,14 +299,8 @@ describePriv('datapath selection', () => {
     const tc = await topo.inHost('tc', ['filter', 'show', 'dev', topo.uplink, 'ingress']);
     expect(tc.stdout).not.toContain('bp_');
     expect((await topo.inHost('ip', ['-d', 'link', 'show', 'dev', topo.uplink])).stdout).not.toContain('xdp');
-    // Programs are freed once nothing holds them (no pin, attachment or link); that is RCU-deferred.
-    const alive = async () => {
-      const r = await topo.inHost('bpftool', ['-j', 'prog', 'show']);
-      const ids = new Set((JSON.parse(r.stdout) as { id: number }[]).map((p) => p.id));
-      return progIds.filter((id) => ids.has(id));
-    };
-    for (let i = 0; i < 20 && (await alive()).length; i++) await new Promise((r) => setTimeout(r, 100));
-    expect(await alive()).toEqual([]);
+    // Programs are freed once nothing holds them (no pin, attachment or link).
+    expect(await aliveProgs(topo, progIds)).toEqual([]);
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8095)).ok).toBe(true);
     expect((await bridgeportRules(topo)).length).toBeGreaterThan(0);
     await d.stop();

@@ -9,7 +9,7 @@ export default defineConfig({
       {
         test: {
           name: 'priv',
-          include: ['test/e2e/**/*.priv.test.ts'],
+          include: ['test/e2e/**/*.priv.test.ts', 'test/bpf/**/*.priv.test.ts'],
           // Scenarios build namespaces and run a daemon each: keep them serial
           // on a 2-core machine, and give real traffic time to time out.
           fileParallelism: false,

@@ -58,9 +58,11 @@ static __always_inline int icc_allows(struct bp_network *net, struct bp_packet *
 	return link_permits(p, daddr, dport);
 }
 
-static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *ct, __u32 bridge_ifindex)
+static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *ct, __u32 bridge_ifindex,
+					__u32 net_id)
 {
 	bp_ct_touch(ct, p);
+	bp_count_flow(ct, skb->len, net_id);
 	struct bp_ct_value v = *ct;
 	if (bp_ct_apply(skb, p, &v))
 		return drop(skb, BP_DROP_INVALID_PACKET);
@@ -79,7 +81,7 @@ static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet 
 
 /* A published port reached from a container: hairpin DNAT (and SNAT to the gateway for itself). */
 static __always_inline int hairpin(struct __sk_buff *skb, struct bp_packet *p, struct bp_endpoint *me, struct bp_network *net,
-				   struct bp_published_value *pub)
+				   struct bp_published_value *pub, __be32 pub_ip)
 {
 	if (pub->network_id == me->network_id) {
 		if (!icc_allows(net, p, pub->container_ip, pub->container_port))
@@ -92,7 +94,7 @@ static __always_inline int hairpin(struct __sk_buff *skb, struct bp_packet *p, s
 	orig.new_daddr = pub->container_ip;
 	orig.new_dport = pub->container_port;
 	orig.ifindex = pub->ifindex;
-	orig.origin.host_ip = p->tuple.daddr;
+	orig.origin.host_ip = pub_ip;
 	orig.origin.host_port = p->tuple.dport;
 	orig.origin.proto = p->tuple.proto;
 	reply.flags = BP_CT_SNAT | BP_CT_REPLY | BP_CT_PUBLISHED;
@@ -114,7 +116,7 @@ static __always_inline int hairpin(struct __sk_buff *skb, struct bp_packet *p, s
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
 	if (!ct)
 		return drop(skb, BP_DROP_CONNTRACK_FULL);
-	return deliver_flow(skb, p, ct, net->bridge_ifindex);
+	return deliver_flow(skb, p, ct, net->bridge_ifindex, me->network_id);
 }
 
 /* Egress with the source rewritten to the uplink's address and a port of the reserved range. */
@@ -186,7 +188,7 @@ static __always_inline int masquerade(struct __sk_buff *skb, struct bp_packet *p
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
 	if (!ct)
 		return drop(skb, BP_DROP_CONNTRACK_FULL);
-	return deliver_flow(skb, p, ct, net->bridge_ifindex);
+	return deliver_flow(skb, p, ct, net->bridge_ifindex, me->network_id);
 }
 
 /* Egress of a routed network: no rewrite, but tracked so replies may come in. */
@@ -235,6 +237,7 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 		return drop(skb, BP_DROP_INVALID_PACKET);
 	if (p.tuple.saddr != me->ip)
 		return drop(skb, BP_DROP_SPOOFED_SOURCE);
+	bp_count_endpoint(ifindex, BP_DIR_OUT, skb->len);
 
 	__u32 net_id = me->network_id;
 	struct bp_network *net = bpf_map_lookup_elem(&bp_networks, &net_id);
@@ -245,13 +248,15 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);
 	if (ct)
-		return deliver_flow(skb, &p, ct, net->bridge_ifindex);
+		return deliver_flow(skb, &p, ct, net->bridge_ifindex, me->network_id);
 
 	if (bp_is_icmp_error(&p)) {
 		struct bp_ct_value v;
 		int t = bp_icmp_error_translate(skb, &p, &v);
 		if (t < 0)
 			return drop(skb, BP_DROP_INVALID_PACKET);
+		if (t > 0 && (v.flags & BP_CT_MASQUERADE))
+			bp_count_flow(&v, skb->len, me->network_id);
 		if (t > 0)
 			return v.ifindex ? bp_deliver_to_endpoint(skb, p.tuple.daddr) : bp_deliver_routed(skb, &p, net->bridge_ifindex);
 	}
@@ -260,11 +265,14 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 	int local = bp_is_local(daddr);
 	if (p.tuple.proto == IPPROTO_TCP || p.tuple.proto == IPPROTO_UDP || p.tuple.proto == IPPROTO_SCTP) {
 		struct bp_published_value *pub = bp_published_lookup(p.tuple.proto, daddr, p.tuple.dport);
-		if (!pub && local)
+		__be32 pub_ip = daddr;
+		if (!pub && local) {
 			pub = bp_published_lookup(p.tuple.proto, 0, p.tuple.dport);
+			pub_ip = 0;
+		}
 		/* Direct entries stand for a routed network's ports from outside, not hairpin. */
 		if (pub && !(pub->flags & BP_PUB_DIRECT))
-			return hairpin(skb, &p, me, net, pub);
+			return hairpin(skb, &p, me, net, pub, pub_ip);
 	}
 
 	struct bp_endpoint *peer = bpf_map_lookup_elem(&bp_endpoints, &daddr);
@@ -275,6 +283,7 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 			return drop(skb, BP_DROP_ICC_DENIED);
 		if (bp_set_macs(skb, peer->mac, me->mac))
 			return TC_ACT_SHOT;
+		bp_count_endpoint(peer->ifindex, BP_DIR_IN, skb->len);
 		return bpf_redirect_peer(peer->ifindex, 0);
 	}
 
@@ -294,6 +303,22 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 	if (net->flags & BP_NET_MASQUERADE)
 		return masquerade(skb, &p, me, net);
 	return routed_egress(skb, &p, me, net);
+}
+
+/*
+ * tc egress on each host-side veth: what the bridge or the host stack delivers
+ * into the container (redirected packets skip this hook and are counted where
+ * they are redirected). Counts only.
+ */
+SEC("tc")
+int bp_endpoint_egress(struct __sk_buff *skb)
+{
+	if (skb->protocol != ETH_P_IP_BE)
+		return TC_ACT_OK;
+	__u32 ifindex = skb->ifindex;
+	if (bpf_map_lookup_elem(&bp_endpoint_by_if, &ifindex))
+		bp_count_endpoint(ifindex, BP_DIR_IN, skb->len);
+	return TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

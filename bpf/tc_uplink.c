@@ -17,6 +17,7 @@
 static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *ct)
 {
 	bp_ct_touch(ct, p);
+	bp_count_flow(ct, skb->len, 0);
 	__be32 daddr = (ct->flags & BP_CT_DNAT) ? ct->new_daddr : p->tuple.daddr;
 	__u32 ifindex = ct->ifindex;
 	if (bp_ct_apply(skb, p, ct)) {
@@ -56,6 +57,9 @@ int bp_uplink_ingress(struct __sk_buff *skb)
 			bp_count_drop(BP_DROP_INVALID_PACKET, skb->len);
 			return TC_ACT_SHOT;
 		}
+		/* Related traffic of a masqueraded flow counts with it (as conntrack's SNAT state does). */
+		if (t > 0 && (v.flags & BP_CT_MASQUERADE))
+			bp_count_flow(&v, skb->len, 0);
 		if (t > 0 && v.ifindex)
 			return bp_deliver_to_endpoint(skb, p.tuple.daddr);
 		return TC_ACT_OK;
@@ -69,15 +73,19 @@ int bp_uplink_ingress(struct __sk_buff *skb)
 			bp_count_drop(BP_DROP_DIRECT_ACCESS, skb->len);
 			return TC_ACT_SHOT;
 		}
-		if (!pub && bp_is_local(p.tuple.daddr))
+		/* The origin names the publication (its host IP, 0.0.0.0 for every address). */
+		__be32 pub_ip = p.tuple.daddr;
+		if (!pub && bp_is_local(p.tuple.daddr)) {
 			pub = bp_published_lookup(p.tuple.proto, 0, p.tuple.dport);
+			pub_ip = 0;
+		}
 		if (pub) {
 			struct bp_ct_value orig = {}, reply = {};
 			orig.flags = BP_CT_DNAT | BP_CT_PUBLISHED;
 			orig.new_daddr = pub->container_ip;
 			orig.new_dport = pub->container_port;
 			orig.ifindex = pub->ifindex;
-			orig.origin.host_ip = p.tuple.daddr;
+			orig.origin.host_ip = pub_ip;
 			orig.origin.host_port = p.tuple.dport;
 			orig.origin.proto = p.tuple.proto;
 			reply.flags = BP_CT_SNAT | BP_CT_REPLY | BP_CT_PUBLISHED;

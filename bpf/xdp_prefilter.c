@@ -24,11 +24,15 @@ int bp_prefilter(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	__u32 len = (__u32)(data_end - data);
 	struct bp_packet p;
-	if (bp_parse_ipv4(data, data_end, &p))
-		return XDP_PASS;
-	if (denied(p.tuple.proto, p.tuple.dport, p.tuple.saddr)) {
-		bp_count_drop(BP_DROP_DENY_LIST, (__u32)(data_end - data));
+	int drop = !bp_parse_ipv4(data, data_end, &p) && denied(p.tuple.proto, p.tuple.dport, p.tuple.saddr);
+	__u32 key = drop ? BP_XDP_DROP : BP_XDP_PASS;
+	struct bp_counter *c = bpf_map_lookup_elem(&bp_xdp_stats, &key);
+	if (c)
+		bp_count(c, len);
+	if (drop) {
+		bp_count_drop(BP_DROP_DENY_LIST, len);
 		return XDP_DROP;
 	}
 	return XDP_PASS;

@@ -64,7 +64,7 @@ mkdir -p "$work/state" "$work/run"
 # nsenter itself (not the in_host function, which would fork a subshell) so that
 # $! is the daemon's pid: nsenter execs it.
 nsenter --net="$hostns" -- "$repo/bin/bridgeport" daemon --datapath auto --uplink uplink0 \
-  --state-dir "$work/state" --run-dir "$work/run" --metrics-addr '' >"$work/daemon.log" 2>&1 &
+  --state-dir "$work/state" --run-dir "$work/run" --metrics-addr 127.0.0.1:9477 >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do
   bp status >/dev/null 2>&1 && break
@@ -111,6 +111,12 @@ if [ "$datapath" = ebpf ]; then
 else
   in_host iptables-save | grep -E '^(\*|:BRIDGEPORT|-A [A-Z]+ .*BRIDGEPORT|-A BRIDGEPORT)' || true
 fi
+
+step "what Prometheus sees (http://127.0.0.1:9477/metrics inside the host netns)"
+in_host curl -s http://127.0.0.1:9477/metrics |
+  grep -E '^bridgeport_(datapath_info|published_port_packets_total|endpoint_packets_total\{network="demo"|drops_total\{reason="icc_denied"|conntrack_entries)' || true
+echo
+bp stats --no-stream
 
 step "removing containers and networks"
 bp rm -f web db app

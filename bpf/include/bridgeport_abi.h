@@ -12,7 +12,7 @@
 #include <linux/types.h>
 
 /* Bumped on any change below; pinned maps of another version are refused. */
-#define BP_ABI_VERSION 1
+#define BP_ABI_VERSION 2
 
 /* Per-instance knobs, set in .rodata before load (the same struct in every object). */
 struct bp_settings {
@@ -166,6 +166,31 @@ struct bp_counter {
 	__u64 bytes;
 };
 
+/*
+ * Traffic counters (per-CPU, bytes are L3: the IP packet, as iptables counts).
+ * bp_port_stats: per published port and direction, keyed like bp_published_key
+ * with the direction in the last byte.
+ */
+#define BP_DIR_IN 0  /* toward the container (rx for endpoints, replies for masquerade) */
+#define BP_DIR_OUT 1 /* from the container (tx for endpoints, masqueraded egress) */
+
+struct bp_port_stats_key {
+	__u32 host_ip;
+	__u16 host_port;
+	__u8 proto;
+	__u8 dir;        /* BP_DIR_* */
+};
+
+/* bp_endpoint_stats (id = host-side ifindex) and bp_masq_stats (id = network id). */
+struct bp_stats_key {
+	__u32 id;
+	__u32 dir;       /* BP_DIR_* */
+};
+
+/* bp_xdp_stats: indexes. */
+#define BP_XDP_PASS 0
+#define BP_XDP_DROP 1
+
 /* Drop reasons: indexes of bp_drops. Names are the metrics' reason labels. */
 enum bp_drop_reason {
 	BP_DROP_ICC_DENIED = 0,
@@ -197,5 +222,8 @@ struct bp_meta {
 #define BP_FIREWALL_MAX 16384
 #define BP_SOCK_NAT_MAX 65536
 #define BP_LOCAL_ADDRS_MAX 1024
+#define BP_PORT_STATS_MAX (2 * BP_PUBLISHED_MAX)
+#define BP_ENDPOINT_STATS_MAX (2 * BP_ENDPOINTS_MAX)
+#define BP_MASQ_STATS_MAX (2 * BP_NETWORKS_MAX)
 
 #endif

@@ -62,6 +62,29 @@ static __always_inline int bp_ct_apply(struct __sk_buff *skb, struct bp_packet *
 	return 0;
 }
 
+/*
+ * Counts a packet of a tracked flow: per published port (`in` toward the
+ * container, `out` its replies) and per masquerading network (`out` leaving,
+ * `in` the replies). `net_id` is the container's network when the caller
+ * knows it (0: looked up from the entry's endpoint).
+ */
+static __always_inline void bp_count_flow(const struct bp_ct_value *ct, __u32 len, __u32 net_id)
+{
+	int reply = (ct->flags & BP_CT_REPLY) != 0;
+	if (ct->flags & BP_CT_PUBLISHED)
+		bp_count_port(&ct->origin, reply ? BP_DIR_OUT : BP_DIR_IN, len);
+	if (ct->flags & BP_CT_MASQUERADE) {
+		if (!net_id) {
+			__u32 ifindex = ct->ifindex;
+			struct bp_endpoint *ep = bpf_map_lookup_elem(&bp_endpoint_by_if, &ifindex);
+			if (ep)
+				net_id = ep->network_id;
+		}
+		if (net_id)
+			bp_count_masq(net_id, reply ? BP_DIR_IN : BP_DIR_OUT, len);
+	}
+}
+
 /* Creates both directions of a flow. Returns 0, or -1 when the table refused (full). */
 static __always_inline int bp_ct_create(struct bp_packet *p, struct bp_ct_value *orig, struct bp_ct_value *reply)
 {

@@ -26,6 +26,7 @@ static __always_inline int bp_deliver_to_endpoint(struct __sk_buff *skb, __be32 
 		return TC_ACT_OK;
 	if (bp_set_macs(skb, ep->mac, net->bridge_mac))
 		return TC_ACT_SHOT;
+	bp_count_endpoint(ep->ifindex, BP_DIR_IN, skb->len);
 	return bpf_redirect_peer(ep->ifindex, 0);
 }
 

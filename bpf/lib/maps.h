@@ -115,14 +115,85 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bp_meta SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, BP_PORT_STATS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bp_port_stats_key);
+	__type(value, struct bp_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_port_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, BP_ENDPOINT_STATS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bp_stats_key);
+	__type(value, struct bp_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_endpoint_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, BP_MASQ_STATS_MAX);
+	__type(key, struct bp_stats_key);
+	__type(value, struct bp_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_masq_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct bp_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_xdp_stats SEC(".maps");
+
+/* `len` is the frame's length; counters keep L3 bytes (the IP packet), as iptables does. */
+static __always_inline void bp_count(struct bp_counter *c, __u32 len)
+{
+	c->packets += 1;
+	c->bytes += len > ETH_HLEN ? len - ETH_HLEN : 0;
+}
+
 static __always_inline void bp_count_drop(enum bp_drop_reason reason, __u32 len)
 {
 	__u32 key = reason;
 	struct bp_counter *c = bpf_map_lookup_elem(&bp_drops, &key);
-	if (c) {
-		c->packets += 1;
-		c->bytes += len;
+	if (c)
+		bp_count(c, len);
+}
+
+/* Adds a packet to a per-CPU hash counter, creating it on first use. */
+static __always_inline void bp_count_in(void *map, const void *key, __u32 len)
+{
+	struct bp_counter *c = bpf_map_lookup_elem(map, key);
+	if (!c) {
+		struct bp_counter zero = {};
+		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(map, key);
+		if (!c)
+			return;
 	}
+	bp_count(c, len);
+}
+
+static __always_inline void bp_count_port(const struct bp_published_key *o, __u8 dir, __u32 len)
+{
+	struct bp_port_stats_key k = { .host_ip = o->host_ip, .host_port = o->host_port, .proto = o->proto, .dir = dir };
+	bp_count_in(&bp_port_stats, &k, len);
+}
+
+static __always_inline void bp_count_endpoint(__u32 ifindex, __u32 dir, __u32 len)
+{
+	struct bp_stats_key k = { .id = ifindex, .dir = dir };
+	bp_count_in(&bp_endpoint_stats, &k, len);
+}
+
+static __always_inline void bp_count_masq(__u32 network_id, __u32 dir, __u32 len)
+{
+	struct bp_stats_key k = { .id = network_id, .dir = dir };
+	bp_count_in(&bp_masq_stats, &k, len);
 }
 
 /* The published port for (proto, ip, port) if it is valid in the current epoch. */

@@ -23,6 +23,36 @@ function print(json: boolean, data: unknown, table: () => void): void {
   else table();
 }
 
+/** Adds per-second rates (from two samples of /v1/stats) to the second sample's counters. */
+export function statsRates(before: Json, now: Json): Json {
+  const secs = Math.max((now.Time - before.Time) / 1000, 1e-3);
+  const per = (a: Json | undefined, b: Json) => ({
+    packets: Math.max(0, (b.packets - (a?.packets ?? b.packets)) / secs),
+    bytes: Math.max(0, (b.bytes - (a?.bytes ?? b.bytes)) / secs),
+  });
+  const epKey = (e: Json) => `${e.Container}/${e.Network}`;
+  const portKey = (p: Json) => `${p.Container}/${p.Port}/${p.Host}`;
+  const oldEp = new Map<string, Json>(before.Endpoints.map((e: Json) => [epKey(e), e]));
+  const oldPort = new Map<string, Json>(before.Ports.map((p: Json) => [portKey(p), p]));
+  return {
+    Seconds: secs,
+    Endpoints: now.Endpoints.map((e: Json) => ({ ...e, RxRate: per(oldEp.get(epKey(e))?.Rx, e.Rx), TxRate: per(oldEp.get(epKey(e))?.Tx, e.Tx) })),
+    Ports: now.Ports.map((p: Json) => ({ ...p, InRate: per(oldPort.get(portKey(p))?.In, p.In), OutRate: per(oldPort.get(portKey(p))?.Out, p.Out) })),
+  };
+}
+
+const rate = (n: number): string => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
+function human(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${v >= 100 || i === 0 ? v.toFixed(0) : v.toFixed(1)}${units[i]}`;
+}
+
 function boolOption(flag: string, value: string | undefined): boolean | undefined {
   if (value === undefined) return undefined;
   if (value === 'true' || value === '') return true;
@@ -62,7 +92,7 @@ export function buildProgram(): Command {
     .option('--ip <address>', 'default host address published ports bind to', '0.0.0.0')
     .option('--ip-forward <bool>', 'enable net.ipv4.ip_forward', 'true')
     .option('--ephemeral-ports <lo-hi>', "host ports for -P and host port 0 (default: the kernel's ip_local_port_range)")
-    .option('--metrics-addr <addr>', 'Prometheus endpoint (reserved: not served by this version)', '127.0.0.1:9477')
+    .option('--metrics-addr <addr>', 'Prometheus endpoint HOST:PORT, served at /metrics ("" disables it)', '127.0.0.1:9477')
     .option('--bpf-dir <dir>', 'eBPF: per-instance bpffs folder for pinned maps, programs and links (default: <run-dir>/bpf)')
     .option('--masquerade-ports <lo-hi>', 'eBPF: source ports for masquerade, reserved from host sockets', '61000-65535')
     .option('--conntrack-timeouts <list>', 'eBPF: idle timeouts in seconds, e.g. tcp=21600,tcp-syn=60,tcp-closing=10,udp=60,icmp=30', '')
@@ -260,6 +290,44 @@ export function buildProgram(): Command {
       print(o.json, ports, () => {
         for (const l of lines) console.log(l);
       });
+    });
+
+  program
+    .command('stats')
+    .description('live packet and byte rates per container endpoint and published port, like docker stats')
+    .argument('[name]', 'only this container')
+    .option('--no-stream', 'print one sample (rates over one second) and exit')
+    .option('--json', 'one sample as JSON: counters and rates')
+    .option('--interval <seconds>', 'seconds between samples', '1')
+    .action(async (name: string | undefined, o: Json) => {
+      const interval = Number(o.interval);
+      if (!(interval > 0)) throw new BridgeportError(`invalid --interval "${o.interval}": must be a positive number of seconds`);
+      const path = name ? `/v1/stats?container=${enc(name)}` : '/v1/stats';
+      const sample = () => client(program).call<Json>('GET', path);
+      let before = await sample();
+      for (;;) {
+        await new Promise((r) => setTimeout(r, interval * 1000));
+        const now = await sample();
+        const view = statsRates(before, now);
+        if (o.json) {
+          console.log(JSON.stringify(view, null, 2));
+          return;
+        }
+        if (o.stream) process.stdout.write('\x1b[2J\x1b[H');
+        printTable(
+          ['CONTAINER', 'NETWORK', 'RX PKT/S', 'RX B/S', 'TX PKT/S', 'TX B/S', 'RX TOTAL', 'TX TOTAL'],
+          view.Endpoints.map((e: Json) => [e.Container, e.Network, rate(e.RxRate.packets), human(e.RxRate.bytes), rate(e.TxRate.packets), human(e.TxRate.bytes), human(e.Rx.bytes), human(e.Tx.bytes)]),
+        );
+        if (view.Ports.length) {
+          console.log('');
+          printTable(
+            ['CONTAINER', 'PORT', 'HOST', 'IN PKT/S', 'IN B/S', 'OUT PKT/S', 'OUT B/S'],
+            view.Ports.map((p: Json) => [p.Container, p.Port, p.Host, rate(p.InRate.packets), human(p.InRate.bytes), rate(p.OutRate.packets), human(p.OutRate.bytes)]),
+          );
+        }
+        if (!o.stream) return;
+        before = now;
+      }
     });
 
   program

@@ -79,6 +79,9 @@ export class Daemon {
     private readonly log: (msg: string) => void = (m) => console.error(m),
   ) {}
 
+  /** Called after every operation with its duration (metrics). */
+  onOperation?: (op: string, seconds: number, ok: boolean) => void;
+
   get snapshot(): State {
     return this.state;
   }
@@ -598,6 +601,8 @@ export class Daemon {
    */
   private transact<T>(op: string, fn: (draft: State, tx: Transaction) => Promise<T>): Promise<T> {
     const task = this.queue.then(async () => {
+      const started = process.hrtime.bigint();
+      const observe = (ok: boolean) => this.onOperation?.(op, Number(process.hrtime.bigint() - started) / 1e9, ok);
       const before = this.state;
       const draft = structuredClone(before);
       const tx = new Transaction();
@@ -609,6 +614,7 @@ export class Daemon {
         await this.store.save(draft);
         this.state = draft;
         for (const err of await tx.commit()) this.log(`${op}: clean-up: ${String(err)}`);
+        observe(true);
         return result;
       } catch (err) {
         for (const undoErr of await tx.rollback()) this.log(`${op}: rollback: ${String(undoErr)}`);
@@ -617,6 +623,7 @@ export class Daemon {
         } catch (applyErr) {
           this.log(`${op}: rollback: re-render datapath: ${String(applyErr)}`);
         }
+        observe(false);
         throw within(op, err);
       }
     });

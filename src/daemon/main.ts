@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { listen, Router } from '../api/server.js';
 import type { ConnectRequest, CreateNetworkRequest, PublishRequest, RunRequest } from '../api/types.js';
 import { checkBody, SHAPES } from '../api/validate.js';
+import type { DatapathModel, DatapathStats } from '../datapath/datapath.js';
 import { parseTimeouts } from '../datapath/ebpf/conntrack-gc.js';
 import type { EbpfOptions } from '../datapath/ebpf/ebpf-datapath.js';
 import { IptablesDatapath } from '../datapath/iptables/iptables-datapath.js';
@@ -11,7 +12,8 @@ import { type DatapathChoice, removeEbpfLeftovers, selectDatapath } from '../dat
 import { defaultRouteInterface, getLink } from '../host/iproute.js';
 import { ephemeralPortRange, writeSysctl } from '../host/sysctl.js';
 import { parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
-import { BridgeportError, invalid } from '../model/errors.js';
+import { Metrics, parseMetricsAddr, serveMetrics } from '../metrics/metrics.js';
+import { BridgeportError, invalid, notFound } from '../model/errors.js';
 import { Daemon, findContainer, findNetwork } from './daemon.js';
 import { StateStore } from './state-store.js';
 import { containerSummary, inspectContainer, inspectNetwork, networkSummary, PSEUDO_NETWORKS } from './views.js';
@@ -87,6 +89,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
     return;
   }
 
+  const metricsAddr = parseMetricsAddr(flags.metricsAddr);
   const forwardDrop = ipForward ? (await writeSysctl('net.ipv4.ip_forward', '1')) === '0' : false;
   const { datapath, reason } = await selectDatapath(choice, { forwardDrop, ebpf });
 
@@ -104,8 +107,16 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   const socket = join(flags.runDir, 'bridgeport.sock');
   const server = await listen(routes(daemon, { reason, socket }), socket);
   log(`bridgeport ${VERSION} listening on unix://${socket}; datapath ${datapath.name} (${reason}); uplinks ${uplinks.join(', ') || 'none'}`);
-  if (flags.metricsAddr) log(`metrics: --metrics-addr ${flags.metricsAddr} is reserved; the metrics endpoint is not part of this version yet`);
+  let metricsServer: Server | undefined;
+  if (metricsAddr) {
+    const metrics = new Metrics({ datapath, reason, model: () => daemon.model() });
+    daemon.onOperation = (op, seconds, ok) => metrics.observeOperation(op, seconds, ok);
+    metricsServer = await serveMetrics(metrics, metricsAddr, log);
+    log(`metrics on http://${flags.metricsAddr}/metrics`);
+  }
   await waitForSignal(server);
+  metricsServer?.close();
+  metricsServer?.closeAllConnections();
   datapath.close?.();
 }
 
@@ -186,8 +197,39 @@ function routes(daemon: Daemon, info: { reason: string; socket: string }): Route
   r.on('GET', '/v1/firewall', async () => state().firewall ?? []);
   r.on('POST', '/v1/firewall/deny', async ({ body }) => daemon.firewallDeny(checkBody<{ cidr: string; port?: string }>(body, 'firewall deny', SHAPES.firewall)));
   r.on('POST', '/v1/firewall/allow', async ({ body }) => daemon.firewallAllow(checkBody<{ cidr: string; port?: string }>(body, 'firewall allow', SHAPES.firewall)));
+  r.on('GET', '/v1/stats', async ({ query }) => statsView(daemon.model(), await daemon.datapath.stats(), query.get('container') ?? undefined));
   r.on('GET', '/v1/containers/:name/ports', async ({ params }) => findContainer(state(), params.name!).ports);
   return r;
+}
+
+/** Counters per container endpoint and per published port, labelled from the model (what `bridgeport stats` reads). */
+export function statsView(model: DatapathModel, stats: DatapathStats, container?: string) {
+  if (container && !model.endpoints.some((e) => e.container === container) && !model.ports.some((p) => p.container === container)) {
+    throw notFound(`no such container: ${container}`);
+  }
+  const zero = { packets: 0, bytes: 0 };
+  const endpoints = new Map(stats.endpoints.map((e) => [e.hostIf, e]));
+  const ports = new Map(stats.ports.map((p) => [`${p.proto}/${p.hostIp}/${p.hostPort}`, p]));
+  const mine = <T extends { container: string }>(list: T[]) => list.filter((x) => !container || x.container === container);
+  return {
+    Time: Date.now(),
+    Endpoints: mine(model.endpoints).map((e) => ({
+      Container: e.container,
+      Network: e.network,
+      Rx: endpoints.get(e.hostIf)?.rx ?? zero,
+      Tx: endpoints.get(e.hostIf)?.tx ?? zero,
+    })),
+    Ports: mine(model.ports).map((p) => {
+      const s = ports.get(`${p.proto}/${p.hostIp}/${p.hostPort}`);
+      return {
+        Container: p.container,
+        Port: `${p.containerPort}/${p.proto}`,
+        Host: `${p.hostIp}:${p.hostPort}`,
+        In: s?.in ?? zero,
+        Out: s?.out ?? zero,
+      };
+    }),
+  };
 }
 
 export { BridgeportError };

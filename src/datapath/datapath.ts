@@ -71,8 +71,55 @@ export interface ApplyChange {
   publishedUdp: DpPort[];
 }
 
+/** Packets and bytes; bytes are L3 (the IP packet, as iptables counts), in both datapaths. */
+export interface Counter {
+  packets: number;
+  bytes: number;
+}
+
+/** Why a datapath dropped a packet (the `reason` label of bridgeport_drops_total). */
+export const DROP_REASONS = [
+  'icc_denied',
+  'network_isolation',
+  'internal_network',
+  'direct_access',
+  'spoofed_source',
+  'deny_list',
+  'no_published_port',
+  'conntrack_full',
+  'nat_ports_exhausted',
+  'invalid_packet',
+] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+/**
+ * Counters at one instant, keyed by the model's own identities so the metrics
+ * layer can label them. Counters only grow (they survive daemon restarts and
+ * re-syncs); an entity the datapath has no counter for is absent, not zero.
+ */
+export interface DatapathStats {
+  /** Per published port (proto + host IP + host port): `in` toward the container, `out` its replies. */
+  ports: { proto: Proto; hostIp: string; hostPort: number; in: Counter; out: Counter }[];
+  /** Per endpoint (by host-side interface): `rx` received by the container, `tx` sent by it. */
+  endpoints: { hostIf: string; rx: Counter; tx: Counter }[];
+  /** Per network (by bridge): `out` masqueraded packets leaving, `in` their replies. */
+  masquerade: { bridge: string; out: Counter; in: Counter }[];
+  /** Only the reasons this datapath can observe. */
+  drops: Partial<Record<DropReason, Counter>>;
+  /** XDP verdicts on the uplinks (eBPF only). */
+  xdp?: { pass: Counter; drop: Counter };
+  /** Tracked flows (both directions of a flow count once) by kind. */
+  conntrack: { published: number; masquerade: number; other: number };
+  /** Masquerade source ports in use, per network (by bridge). */
+  natPortsInUse: { bridge: string; ports: number }[];
+  /** BPF maps (eBPF only). */
+  maps?: { name: string; entries: number; capacity: number }[];
+}
+
 export interface Datapath {
   readonly name: DatapathName;
+  /** Reads every counter (one pass; called per scrape). */
+  stats(): Promise<DatapathStats>;
   /** Makes the kernel match the model. Applies whole or not at all. */
   apply(model: DatapathModel, change?: ApplyChange): Promise<void>;
   /** Removes everything this datapath installed in this namespace. */

@@ -8,6 +8,8 @@ import {
   CT_DNAT,
   CT_MASQUERADE,
   CT_REPLY,
+  DIR_IN,
+  DIR_OUT,
   DROP_REASONS,
   type DropReason,
   encodeCtKey,
@@ -22,6 +24,7 @@ import {
   encodePublishedKey,
   encodePublishedValue,
   encodeSettings,
+  encodeStatsKey,
   encodeU32,
   LAYOUT,
   LINK_DPORT,
@@ -161,6 +164,35 @@ describePriv('BPF programs on tables of packets (BPF_PROG_TEST_RUN)', () => {
       const ack = uplink.testRun({ data: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: TCP.ACK })) });
       expect(ack.retval).toBe(ACT.REDIRECT);
       expect(parse(ack.data)).toMatchObject({ dst: WEB.ip, dport: 80, l4ChecksumOk: true });
+    });
+
+    it('counts L3 packets and bytes per published port, endpoint and masquerading network', () => {
+      for (const name of ['bp_port_stats', 'bp_endpoint_stats', 'bp_masq_stats']) map(name).deleteBatch([...map(name).keys()]);
+      const counter = (name: string, key: Buffer) => {
+        const v = map(name).lookupPerCpu(key);
+        return v ? sumCounters(v) : { packets: 0n, bytes: 0n };
+      };
+      const portKey = (dir: number) => Buffer.from([...encodePublishedKey({ proto: 'udp', hostIp: '0.0.0.0', hostPort: 5353 }).subarray(0, 7), dir]);
+      for (let i = 0; i < 3; i++) {
+        expect(uplink.testRun({ data: fromClient(udp({ src: CLIENT, dst: HOST, sport: 5000, dport: 5353, data: Buffer.alloc(100) })) }).retval).toBe(ACT.REDIRECT);
+      }
+      // 20 (IP) + 8 (UDP) + 100: the Ethernet header is not counted.
+      expect(counter('bp_port_stats', portKey(DIR_IN))).toEqual({ packets: 3n, bytes: 3n * 128n });
+      expect(counter('bp_endpoint_stats', encodeStatsKey(WEB.ifindex, DIR_IN))).toEqual({ packets: 3n, bytes: 3n * 128n });
+      // The container's reply through the veth: tx, and the port's out.
+      endpoint.testRun({ data: fromWeb(udp({ src: WEB.ip, dst: CLIENT, sport: 53, dport: 5000, data: Buffer.alloc(10) })) });
+      expect(counter('bp_port_stats', portKey(DIR_OUT))).toEqual({ packets: 1n, bytes: 38n });
+      expect(counter('bp_endpoint_stats', encodeStatsKey(WEB.ifindex, DIR_OUT))).toEqual({ packets: 1n, bytes: 38n });
+      expect(counter('bp_masq_stats', encodeStatsKey(NET_A.id, DIR_OUT)).packets).toBe(0n);
+
+      // What the daemon reads per scrape: a batched dump, the same as a walk key by key, small chunks included.
+      const walk = (name: string) => [...map(name).entries()].map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort();
+      const dumped = (name: string, chunk: number) => map(name).dump(chunk).map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort();
+      for (const name of ['bp_port_stats', 'bp_endpoint_stats', 'bp_ct', 'bp_published']) {
+        expect(dumped(name, 1)).toEqual(walk(name));
+        expect(dumped(name, 4096)).toEqual(walk(name));
+      }
+      expect(walk('bp_ct').length).toBeGreaterThan(0);
     });
 
     it('DNATs UDP with a valid checksum', () => {

@@ -78,14 +78,17 @@ describe('renderRules: default network, icc=true, -p 8080:80 (Docker §2.3 + --u
     expect(rules.nat.some((r) => r.includes('! -i bp0') && r.includes('DNAT'))).toBe(false);
   });
 
-  it('renders the raw table: direct-access DROP per endpoint', () => {
+  it('renders the raw table: direct-access DROP per endpoint, network isolation first for traffic from a bridge', () => {
     expect(rules.raw).toEqual([
+      '-A BRIDGEPORT-RAW -i bp0 -j MARK --set-xmark 0x100000/0x100000',
+      '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m mark --mark 0x100000/0x100000 -m comment --comment bridgeport:drop:network_isolation -j DROP',
       '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m comment --comment bridgeport:drop:direct_access -j DROP',
+      '-A BRIDGEPORT-RAW -j MARK --set-xmark 0x0/0x100000',
     ]);
   });
 
   it('only appends to chains of its own', () => {
-    for (const table of ['filter', 'nat', 'raw'] as const) {
+    for (const table of ['filter', 'nat', 'raw', 'mangle'] as const) {
       for (const r of rules[table]) {
         const chain = r.split(' ')[1] ?? '';
         expect(r.startsWith('-A ')).toBe(true);
@@ -167,7 +170,10 @@ describe('renderRules: internal network', () => {
     const rules = renderRules(model({ networks: [{ ...internal, masquerade: true }], endpoints: [ep] }));
     expect(rules.nat).toEqual([]);
     expect(rules.raw).toEqual([
+      '-A BRIDGEPORT-RAW -i bp-secret -j MARK --set-xmark 0x100000/0x100000',
+      '-A BRIDGEPORT-RAW -d 10.9.0.2/32 ! -i bp-secret -m mark --mark 0x100000/0x100000 -m comment --comment bridgeport:drop:network_isolation -j DROP',
       '-A BRIDGEPORT-RAW -d 10.9.0.2/32 ! -i bp-secret -m comment --comment bridgeport:drop:direct_access -j DROP',
+      '-A BRIDGEPORT-RAW -j MARK --set-xmark 0x0/0x100000',
     ]);
   });
 
@@ -209,8 +215,11 @@ describe('renderRules: host addresses', () => {
       '-A BRIDGEPORT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -m comment --comment bridgeport:port:tcp:127.0.0.1:8080 -j DNAT --to-destination 172.17.0.2:80',
     );
     expect(rules.raw).toEqual([
+      '-A BRIDGEPORT-RAW -i bp0 -j MARK --set-xmark 0x100000/0x100000',
+      '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m mark --mark 0x100000/0x100000 -m comment --comment bridgeport:drop:network_isolation -j DROP',
       '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m comment --comment bridgeport:drop:direct_access -j DROP',
       '-A BRIDGEPORT-RAW -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8080 -m comment --comment bridgeport:drop:direct_access -j DROP',
+      '-A BRIDGEPORT-RAW -j MARK --set-xmark 0x0/0x100000',
     ]);
   });
 
@@ -220,7 +229,10 @@ describe('renderRules: host addresses', () => {
       '-A BRIDGEPORT -d 192.0.2.10/32 -p tcp -m tcp --dport 8080 -m comment --comment bridgeport:port:tcp:192.0.2.10:8080 -j DNAT --to-destination 172.17.0.2:80',
     );
     expect(rules.raw).toEqual([
+      '-A BRIDGEPORT-RAW -i bp0 -j MARK --set-xmark 0x100000/0x100000',
+      '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m mark --mark 0x100000/0x100000 -m comment --comment bridgeport:drop:network_isolation -j DROP',
       '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m comment --comment bridgeport:drop:direct_access -j DROP',
+      '-A BRIDGEPORT-RAW -j MARK --set-xmark 0x0/0x100000',
     ]);
   });
 
@@ -245,7 +257,7 @@ describe('renderRules: protocols', () => {
     expect(rules.raw).toContain(
       `-A BRIDGEPORT-RAW -d 127.0.0.1/32 ! -i lo ${match} --dport 5353 -m comment --comment bridgeport:drop:direct_access -j DROP`,
     );
-    for (const table of ['filter', 'nat', 'raw'] as const) {
+    for (const table of ['filter', 'nat', 'raw', 'mangle'] as const) {
       expect(rules[table].some((r) => r.includes('-p tcp'))).toBe(false);
     }
   });

@@ -9,7 +9,7 @@
  */
 import type { Proto } from '../../model/port-spec.js';
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 /** Sizes and field offsets, in bytes: what the BTF test checks. */
 export const LAYOUT = {
@@ -45,6 +45,8 @@ export const LAYOUT = {
   bp_sock_nat_key: { size: 16, fields: { cookie: 0, addr: 8, port: 12, pad: 14 } },
   bp_sock_nat_value: { size: 8, fields: { addr: 0, port: 4, pad: 6 } },
   bp_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
+  bp_port_stats_key: { size: 8, fields: { host_ip: 0, host_port: 4, proto: 6, dir: 7 } },
+  bp_stats_key: { size: 8, fields: { id: 0, dir: 4 } },
   bp_meta: { size: 8, fields: { abi_version: 0, layout_hash: 4 } },
 } as const;
 
@@ -67,20 +69,8 @@ export const TCP_ACK = 1 << 1;
 export const TCP_FIN = 1 << 2;
 export const TCP_RST = 1 << 3;
 
-/** Indexes of bp_drops; the names are the metrics' reason labels. */
-export const DROP_REASONS = [
-  'icc_denied',
-  'network_isolation',
-  'internal_network',
-  'direct_access',
-  'spoofed_source',
-  'deny_list',
-  'no_published_port',
-  'conntrack_full',
-  'nat_ports_exhausted',
-  'invalid_packet',
-] as const;
-export type DropReason = (typeof DROP_REASONS)[number];
+/** Indexes of bp_drops: the C enum bp_drop_reason has the same order. */
+export { DROP_REASONS, type DropReason } from '../datapath.js';
 
 export const PROTO_NUMBER: Record<Proto | 'icmp', number> = { icmp: 1, tcp: 6, udp: 17, sctp: 132 };
 export const PROTO_NAME: Record<number, Proto | 'icmp'> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 132: 'sctp' };
@@ -390,6 +380,27 @@ export function sumCounters(perCpu: Buffer[]): Counter {
     bytes += b.readBigUInt64LE(8);
   }
   return { packets, bytes };
+}
+
+/** Direction of a counter: toward the container, or from it. */
+export const DIR_IN = 0;
+export const DIR_OUT = 1;
+export const XDP_PASS = 0;
+export const XDP_DROP = 1;
+
+export function decodePortStatsKey(b: Buffer): PublishedKey & { dir: number } {
+  return { ...decodePublishedKey(b), dir: b.readUInt8(7) };
+}
+
+export function decodeStatsKey(b: Buffer): { id: number; dir: number } {
+  return { id: b.readUInt32LE(0), dir: b.readUInt32LE(4) };
+}
+
+export function encodeStatsKey(id: number, dir: number): Buffer {
+  const b = Buffer.alloc(LAYOUT.bp_stats_key.size);
+  b.writeUInt32LE(id, 0);
+  b.writeUInt32LE(dir, 4);
+  return b;
 }
 
 export function encodeMeta(abiVersion: number, layoutHash: number): Buffer {

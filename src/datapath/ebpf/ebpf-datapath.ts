@@ -5,24 +5,34 @@ import { join } from 'node:path';
 import { run } from '../../host/exec.js';
 import { listIpv4Addresses, listLinks } from '../../host/iproute.js';
 import { readSysctl, writeSysctl } from '../../host/sysctl.js';
-import type { ApplyChange, Datapath, DatapathModel } from '../datapath.js';
+import type { ApplyChange, Counter, Datapath, DatapathModel, DatapathStats } from '../datapath.js';
 import {
   ABI_VERSION,
+  CT_MASQUERADE,
+  CT_PUBLISHED,
+  CT_REPLY,
+  DIR_IN,
+  DIR_OUT,
   DROP_REASONS,
   decodeCtKey,
   decodeCtValue,
   decodeEpoch,
   decodeMeta,
+  decodePortStatsKey,
   decodePublishedKey,
   decodePublishedValue,
+  decodeStatsKey,
   encodeCtKey,
   encodeEpoch,
   encodeMeta,
   encodePublishedValue,
   encodeSettings,
+  encodeStatsKey,
   encodeU32,
   PROTO_NAME,
   sumCounters,
+  XDP_DROP,
+  XDP_PASS,
 } from './abi.js';
 import { type ConntrackTimeouts, type CtEntry, DEFAULT_TIMEOUTS, expiredEntries } from './conntrack-gc.js';
 import {
@@ -37,6 +47,7 @@ import {
   ifNameToIndex,
   isBpffs,
   isCgroup2,
+  MAP_TYPE,
   netnsCookie,
   queryTc,
   queryXdp,
@@ -51,6 +62,7 @@ const TC = { handle: 0xb9, priority: 1 } as const;
 const PROGRAMS = {
   uplink: { object: 'tc_uplink', program: 'bp_uplink_ingress' },
   endpoint: { object: 'tc_endpoint', program: 'bp_endpoint_ingress' },
+  endpointEgress: { object: 'tc_endpoint', program: 'bp_endpoint_egress' },
   prefilter: { object: 'xdp_prefilter', program: 'bp_prefilter' },
   connect4: { object: 'sock', program: 'bp_connect4' },
   sendmsg4: { object: 'sock', program: 'bp_sendmsg4' },
@@ -100,10 +112,14 @@ export class EbpfDatapath implements Datapath {
   private gcTimer: NodeJS.Timeout | undefined;
   private uplinks: string[] = [];
   private bridges = new Set<string>();
+  /** Host ifindexes of endpoints and networks counted in the stats maps (at the last apply). */
+  private statsIds = { endpoints: new Set<number>(), networks: new Set<number>() };
+  private ifnames = new Map<number, string>();
+  private bridgeOfIp = new Map<string, string>();
   private xdpModes: Record<string, string> = {};
   private published = new Set<string>();
-  /** ifindex → program id of the tc filters this process attached (saves a netlink query per apply). */
-  private readonly tcAttached = new Map<number, number>();
+  /** "ifindex/direction" → program id of the tc filters this process attached (saves a netlink query per apply). */
+  private readonly tcAttached = new Map<string, number>();
   private gcRuns = 0;
   private gcDeleted = 0;
 
@@ -292,9 +308,12 @@ export class EbpfDatapath implements Datapath {
     // Programs first: an endpoint's veth is hooked before any map names it.
     this.attachUplinks(model.uplinks, facts);
     const endpoint = this.programs.get('endpoint')!;
+    const egress = this.programs.get('endpointEgress')!;
     for (const e of model.endpoints) {
       const link = facts.links.get(e.hostIf);
-      if (link) this.ensureTc(link.ifindex, endpoint);
+      if (!link) continue;
+      this.ensureTc(link.ifindex, endpoint);
+      this.ensureTc(link.ifindex, egress, 'egress');
     }
 
     // Everything but published ports: plain upserts, then deletions.
@@ -305,6 +324,7 @@ export class EbpfDatapath implements Datapath {
     this.syncPublished(want.bp_published);
     this.published = new Set([...want.bp_published.keys()]);
     this.flushUnpublished();
+    this.pruneStats(model, facts);
   }
 
   private attachUplinks(uplinks: string[], facts: HostFacts): void {
@@ -323,11 +343,12 @@ export class EbpfDatapath implements Datapath {
     this.uplinks = uplinks;
   }
 
-  /** Attaches (or replaces) bridgeport's ingress filter unless this process already did. */
-  private ensureTc(ifindex: number, prog: BpfProgram): void {
-    if (this.tcAttached.get(ifindex) === prog.id) return;
-    attachTc(ifindex, 'ingress', prog, { ...TC, replace: true });
-    this.tcAttached.set(ifindex, prog.id);
+  /** Attaches (or replaces) bridgeport's filter unless this process already did. */
+  private ensureTc(ifindex: number, prog: BpfProgram, direction: 'ingress' | 'egress' = 'ingress'): void {
+    const key = `${ifindex}/${direction}`;
+    if (this.tcAttached.get(key) === prog.id) return;
+    attachTc(ifindex, direction, prog, { ...TC, replace: true });
+    this.tcAttached.set(key, prog.id);
   }
 
   /** Makes a map hold exactly `want`: changed and new entries in one batch, then removals. */
@@ -380,13 +401,34 @@ export class EbpfDatapath implements Datapath {
     if (keys.length === 0) return;
     map.updateBatch(keys, values);
     epochMap.update(encodeU32(0), encodeEpoch(next));
-    if (gone.length) map.deleteBatch(gone);
+    if (gone.length) {
+      map.deleteBatch(gone);
+      // A port published again counts from zero, as a new series would.
+      this.map('bp_port_stats').deleteBatch(gone.flatMap((k) => [DIR_IN, DIR_OUT].map((dir) => Buffer.from([...k.subarray(0, 7), dir]))));
+    }
     const mirror = new Map<string, Buffer>();
     for (const [k, v] of want) {
       const old = have.get(k);
       mirror.set(k, old && sameTarget(old, v) ? old : stamp(v, next, 0));
     }
     this.mirror.set('bp_published', mirror);
+  }
+
+  /** Forgets the counters of endpoints and networks that are gone; remembers names for stats(). */
+  private pruneStats(model: DatapathModel, facts: HostFacts): void {
+    const ifnames = new Map<number, string>();
+    for (const [name, l] of facts.links) ifnames.set(l.ifindex, name);
+    const endpoints = new Set(model.endpoints.map((e) => facts.links.get(e.hostIf)?.ifindex).filter((i) => i !== undefined));
+    const networks = new Set(model.networks.map((n) => facts.links.get(n.bridge)?.ifindex).filter((i) => i !== undefined));
+    const drop = (name: string, keep: Set<number>, before: Set<number>) => {
+      const gone = [...before].filter((id) => !keep.has(id));
+      if (gone.length) this.map(name).deleteBatch(gone.flatMap((id) => [encodeStatsKey(id, DIR_IN), encodeStatsKey(id, DIR_OUT)]));
+    };
+    drop('bp_endpoint_stats', endpoints, this.statsIds.endpoints);
+    drop('bp_masq_stats', networks, this.statsIds.networks);
+    this.statsIds = { endpoints, networks };
+    this.ifnames = ifnames;
+    this.bridgeOfIp = new Map(model.endpoints.map((e) => [e.ip, e.bridge]));
   }
 
   /** Reads what the pinned maps hold, so the first apply after a restart is a diff. */
@@ -403,7 +445,7 @@ export class EbpfDatapath implements Datapath {
 
   private ctEntries(): CtEntry[] {
     const out: CtEntry[] = [];
-    for (const [k, v] of this.map('bp_ct').entries()) out.push({ key: decodeCtKey(k), value: decodeCtValue(v), id: k.toString('hex') });
+    for (const [k, v] of this.map('bp_ct').dump()) out.push({ key: decodeCtKey(k), value: decodeCtValue(v), id: k.toString('hex') });
     return out;
   }
 
@@ -468,9 +510,106 @@ export class EbpfDatapath implements Datapath {
     };
   }
 
+  async stats(): Promise<DatapathStats> {
+    const total = (v: Buffer): Counter => {
+      let packets = 0;
+      let bytes = 0;
+      const slot = 16; // bp_counter, 8-byte aligned per CPU
+      for (let off = 0; off + slot <= v.length; off += slot) {
+        packets += Number(v.readBigUInt64LE(off));
+        bytes += Number(v.readBigUInt64LE(off + 8));
+      }
+      return { packets, bytes };
+    };
+    const zero = (): Counter => ({ packets: 0, bytes: 0 });
+
+    const ports = new Map<string, DatapathStats['ports'][number]>();
+    for (const [k, v] of this.map('bp_port_stats').dump()) {
+      const key = decodePortStatsKey(k);
+      const id = `${key.proto}/${key.hostIp}/${key.hostPort}`;
+      let row = ports.get(id);
+      if (!row) ports.set(id, (row = { proto: key.proto, hostIp: key.hostIp, hostPort: key.hostPort, in: zero(), out: zero() }));
+      row[key.dir === DIR_IN ? 'in' : 'out'] = total(v);
+    }
+    const byId = (name: string) => {
+      const out = new Map<number, { in: Counter; out: Counter }>();
+      for (const [k, v] of this.map(name).dump()) {
+        const key = decodeStatsKey(k);
+        const row = out.get(key.id) ?? { in: zero(), out: zero() };
+        row[key.dir === DIR_IN ? 'in' : 'out'] = total(v);
+        out.set(key.id, row);
+      }
+      return out;
+    };
+    const endpoints: DatapathStats['endpoints'] = [];
+    for (const [id, c] of byId('bp_endpoint_stats')) {
+      const hostIf = this.ifnames.get(id);
+      if (hostIf) endpoints.push({ hostIf, rx: c.in, tx: c.out });
+    }
+    const masquerade: DatapathStats['masquerade'] = [];
+    for (const [id, c] of byId('bp_masq_stats')) {
+      const bridge = this.ifnames.get(id);
+      if (bridge) masquerade.push({ bridge, out: c.out, in: c.in });
+    }
+    const drops: DatapathStats['drops'] = {};
+    const dropMap = this.map('bp_drops');
+    DROP_REASONS.forEach((reason, i) => {
+      // No program drops for this reason: a host port nobody published belongs to the host's own stack.
+      if (reason === 'no_published_port') return;
+      const v = dropMap.lookup(encodeU32(i));
+      drops[reason] = v ? total(v) : zero();
+    });
+    const xdpMap = this.map('bp_xdp_stats');
+    const xdpOf = (i: number) => {
+      const v = xdpMap.lookup(encodeU32(i));
+      return v ? total(v) : zero();
+    };
+
+    const conntrack = { published: 0, masquerade: 0, other: 0 };
+    const natPorts = new Map<string, number>();
+    let ctEntries = 0;
+    for (const e of this.ctEntries()) {
+      ctEntries++;
+      if (e.value.flags & CT_REPLY) continue;
+      if (e.value.flags & CT_PUBLISHED) conntrack.published++;
+      else if (e.value.flags & CT_MASQUERADE) {
+        conntrack.masquerade++;
+        const bridge = this.bridgeOfIp.get(e.key.saddr);
+        if (bridge) natPorts.set(bridge, (natPorts.get(bridge) ?? 0) + 1);
+      } else conntrack.other++;
+    }
+
+    const maps: NonNullable<DatapathStats['maps']> = [];
+    for (const [name, m] of [...this.maps].sort(([a], [b]) => a.localeCompare(b))) {
+      let entries: number;
+      if (m.type === MAP_TYPE.ARRAY || m.type === MAP_TYPE.PERCPU_ARRAY) entries = m.maxEntries;
+      else if (name === 'bp_ct') entries = ctEntries;
+      else if (this.mirror.has(name)) entries = this.mirror.get(name)!.size;
+      else entries = countKeys(m);
+      maps.push({ name, entries, capacity: m.maxEntries });
+    }
+
+    return {
+      ports: [...ports.values()],
+      endpoints,
+      masquerade,
+      drops,
+      xdp: { pass: xdpOf(XDP_PASS), drop: xdpOf(XDP_DROP) },
+      conntrack,
+      natPortsInUse: [...natPorts].map(([bridge, ports]) => ({ bridge, ports })),
+      maps,
+    };
+  }
+
   async teardown(): Promise<void> {
     await teardownEbpf({ runDir: this.opts.runDir, bpfDir: this.bpfDir, log: this.opts.log });
   }
+}
+
+function countKeys(m: BpfMap): number {
+  let n = 0;
+  for (const _ of m.keys()) n++;
+  return n;
 }
 
 /** Same container port and address: an epoch-stamped entry that needs no rewrite. */
@@ -509,8 +648,10 @@ export async function teardownEbpf(opts: { runDir: string; bpfDir?: string; log:
   }
   await step('detach programs from interfaces', async () => {
     for (const link of await listLinks()) {
-      const tcId = queryTc(link.ifindex, 'ingress', TC);
-      if (tcId !== undefined && progIds.has(tcId)) detachTc(link.ifindex, 'ingress', TC);
+      for (const direction of ['ingress', 'egress'] as const) {
+        const tcId = queryTc(link.ifindex, direction, TC);
+        if (tcId !== undefined && progIds.has(tcId)) detachTc(link.ifindex, direction, TC);
+      }
       const xdp = queryXdp(link.ifindex);
       if (xdp && progIds.has(xdp.progId)) detachXdp(link.ifindex);
     }

@@ -341,6 +341,39 @@ export class BpfMap {
     }
   }
 
+  /**
+   * Every entry, read in batches of `chunk` (bpf_map_lookup_batch: a few
+   * syscalls for a large map); map types without batch support are walked
+   * key by key. Values of per-CPU maps hold every CPU's slot.
+   */
+  dump(chunk = 4096): [Buffer, Buffer][] {
+    const valueLen = this.valueBuffer().length;
+    const keys = Buffer.alloc(this.keySize * chunk);
+    const values = Buffer.alloc(valueLen * chunk);
+    const token = Buffer.alloc(Math.max(this.keySize, 8));
+    const next = Buffer.alloc(token.length);
+    const out: [Buffer, Buffer][] = [];
+    for (let first = true; ; first = false) {
+      const count = [chunk];
+      const rc = libbpf().bpf_map_lookup_batch(this.fd, first ? null : token, next, keys, values, count, batchOpts()) as number;
+      if (rc < 0 && rc !== -constants.ENOENT) {
+        if (first && batchUnsupported(rc)) return [...this.entries()];
+        // A hash bucket larger than the chunk: walk instead.
+        if (rc === -constants.ENOSPC) return [...this.entries()];
+        check('bpf_map_lookup_batch', rc, this.name);
+      }
+      const n = count[0] ?? 0;
+      for (let i = 0; i < n; i++) {
+        out.push([
+          Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)),
+          Buffer.from(values.subarray(i * valueLen, (i + 1) * valueLen)),
+        ]);
+      }
+      if (rc === -constants.ENOENT) return out;
+      next.copy(token);
+    }
+  }
+
   /** Writes many entries in one syscall where the map type supports it. */
   updateBatch(keys: Buffer[], values: Buffer[]): void {
     if (keys.length !== values.length) throw new Error(`map ${this.name}: ${keys.length} keys for ${values.length} values`);

@@ -85,6 +85,9 @@ function bind() {
     bpf_map_delete_elem: bpf.func('int bpf_map_delete_elem(int fd, const void *key)'),
     bpf_map_get_next_key: bpf.func('int bpf_map_get_next_key(int fd, const void *key, void *next)'),
     bpf_map_update_batch: bpf.func('int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)'),
+    bpf_map_lookup_batch: bpf.func(
+      'int bpf_map_lookup_batch(int fd, void *in_batch, _Out_ void *out_batch, _Out_ void *keys, _Out_ void *values, _Inout_ uint32_t *count, const void *opts)',
+    ),
     bpf_map_delete_batch: bpf.func('int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const void *opts)'),
     bpf_prog_test_run_opts: bpf.func('int bpf_prog_test_run_opts(int fd, _Inout_ bpf_test_run_opts *opts)'),
     libbpf_num_possible_cpus: bpf.func('int libbpf_num_possible_cpus(void)'),

@@ -1,6 +1,7 @@
 import { CommandError, run } from '../../host/exec.js';
 import { interfaceSysctl, writeSysctl } from '../../host/sysctl.js';
-import type { ApplyChange, Datapath, DatapathModel } from '../datapath.js';
+import type { ApplyChange, Datapath, DatapathModel, DatapathStats, DpNetwork } from '../datapath.js';
+import { countersFrom, parseConntrack } from './counters.js';
 import { renderRules } from './render.js';
 import { parseSave, restoreScript, type Saved, teardownScript } from './restore.js';
 
@@ -13,6 +14,7 @@ export interface IptablesOptions {
 export class IptablesDatapath implements Datapath {
   readonly name = 'iptables' as const;
   private lastRuleCount = 0;
+  private bridges = new Map<string, DpNetwork>();
 
   constructor(private readonly opts: IptablesOptions) {}
 
@@ -28,8 +30,9 @@ export class IptablesDatapath implements Datapath {
 
     const rules = renderRules(model);
     const script = restoreScript(rules, await this.save(), { forwardDrop: this.opts.forwardDrop });
-    await run('iptables-restore', ['--noflush'], { input: script });
-    this.lastRuleCount = rules.filter.length + rules.nat.length + rules.raw.length;
+    await run('iptables-restore', ['--noflush', '--counters'], { input: script });
+    this.lastRuleCount = rules.filter.length + rules.nat.length + rules.raw.length + rules.mangle.length;
+    this.bridges = new Map(model.networks.map((n) => [n.bridge, n]));
 
     for (const p of change?.publishedUdp ?? []) {
       // A UDP flow that hit the host before the port was published keeps its
@@ -51,7 +54,17 @@ export class IptablesDatapath implements Datapath {
     return { iptables: version, rules: this.lastRuleCount };
   }
 
+  async stats(): Promise<DatapathStats> {
+    const saved = parseSave(await run('iptables-save', ['-c']));
+    const flows = await run('conntrack', ['-L']).catch((err: unknown) => {
+      // An empty table is not an error; a missing tool or module is.
+      if (err instanceof CommandError && err.exitCode === 0) return '';
+      throw err;
+    });
+    return countersFrom(saved, parseConntrack(flows), [...this.bridges.values()]);
+  }
+
   private async save(): Promise<Saved> {
-    return parseSave(await run('iptables-save', []));
+    return parseSave(await run('iptables-save', ['-c']));
   }
 }

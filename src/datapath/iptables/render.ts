@@ -6,7 +6,7 @@ import type { DatapathModel, DpPort } from '../datapath.js';
  * it behaves with --userland-proxy=false. Pure: model in, rule text out.
  */
 
-export type TableName = 'filter' | 'nat' | 'raw';
+export type TableName = 'filter' | 'nat' | 'raw' | 'mangle';
 
 export const CHAINS = {
   user: 'BRIDGEPORT-USER',
@@ -18,13 +18,23 @@ export const CHAINS = {
   dnat: 'BRIDGEPORT',
   postrouting: 'BRIDGEPORT-POSTROUTING',
   raw: 'BRIDGEPORT-RAW',
+  countPre: 'BRIDGEPORT-COUNT-PRE',
+  countPost: 'BRIDGEPORT-COUNT-POST',
 } as const;
+
+/**
+ * Set in raw PREROUTING on packets that come from one of bridgeport's bridges,
+ * so a drop of traffic to another network's container counts as
+ * network_isolation rather than direct_access; cleared at the chain's end.
+ */
+export const FROM_BRIDGE_MARK = '0x100000/0x100000';
 
 /** Chains bridgeport owns and rewrites whole on every sync (BRIDGEPORT-USER is the operator's). */
 export const OWN_CHAINS: Record<TableName, readonly string[]> = {
   filter: [CHAINS.forward, CHAINS.ct, CHAINS.internal, CHAINS.bridge, CHAINS.ports],
   nat: [CHAINS.dnat, CHAINS.postrouting],
   raw: [CHAINS.raw],
+  mangle: [CHAINS.countPre, CHAINS.countPost],
 };
 
 /** A jump from a built-in chain, in the exact form iptables-save prints it. */
@@ -44,6 +54,9 @@ export const JUMPS: readonly Jump[] = [
   { table: 'nat', chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${CHAINS.dnat}`, first: true },
   { table: 'nat', chain: 'POSTROUTING', rule: `-j ${CHAINS.postrouting}`, first: false },
   { table: 'raw', chain: 'PREROUTING', rule: `-j ${CHAINS.raw}`, first: true },
+  // Counting only (no verdicts): what arrives (PREROUTING) and what leaves after filtering (POSTROUTING).
+  { table: 'mangle', chain: 'PREROUTING', rule: `-j ${CHAINS.countPre}`, first: true },
+  { table: 'mangle', chain: 'POSTROUTING', rule: `-j ${CHAINS.countPost}`, first: true },
 ];
 
 export type RuleSet = Record<TableName, string[]>;
@@ -146,8 +159,12 @@ export function renderRules(model: DatapathModel): RuleSet {
     }
   }
   const routed = new Set(nets.filter((n) => !n.masquerade && !n.internal).map((n) => n.name));
-  for (const e of model.endpoints) {
-    if (routed.has(e.network)) continue;
+  const guarded = model.endpoints.filter((e) => !routed.has(e.network));
+  if (guarded.length) for (const n of nets) raw.push(`-A ${CHAINS.raw} -i ${n.bridge} -j MARK --set-xmark ${FROM_BRIDGE_MARK}`);
+  for (const e of guarded) {
+    raw.push(
+      `-A ${CHAINS.raw} -d ${e.ip}/32 ! -i ${e.bridge} -m mark --mark ${FROM_BRIDGE_MARK} ${comment('bridgeport:drop:network_isolation')} -j DROP`,
+    );
     raw.push(`-A ${CHAINS.raw} -d ${e.ip}/32 ! -i ${e.bridge} ${comment('bridgeport:drop:direct_access')} -j DROP`);
   }
   for (const p of model.ports) {
@@ -156,6 +173,47 @@ export function renderRules(model: DatapathModel): RuleSet {
       `-A ${CHAINS.raw} -d ${p.hostIp}/32 ! -i lo ${portMatch(p.proto, '--dport', p.hostPort)} ${comment('bridgeport:drop:direct_access')} -j DROP`,
     );
   }
+  if (guarded.length) raw.push(`-A ${CHAINS.raw} -j MARK --set-xmark 0x0/${FROM_BRIDGE_MARK.split('/')[1]}`);
 
-  return { filter, nat, raw };
+  return { filter, nat, raw, mangle: renderCounters(model) };
+}
+
+/**
+ * Counting rules (mangle, no verdicts), one per counter, named by comment
+ * `bridgeport:count:KIND:ID`; bytes are the IP packet's, as the eBPF datapath
+ * counts them. `tx` and a port's `in` are what a container sent or was sent
+ * (PREROUTING / POSTROUTING after filtering); connections from host processes
+ * are not port traffic (eBPF connects their sockets without NAT).
+ */
+export function renderCounters(model: DatapathModel): string[] {
+  const pre: string[] = [];
+  const post: string[] = [];
+  for (const e of model.endpoints) {
+    pre.push(`-A ${CHAINS.countPre} -s ${e.ip}/32 -i ${e.bridge} ${comment(`bridgeport:count:tx:${e.hostIf}`)}`);
+    post.push(`-A ${CHAINS.countPost} -d ${e.ip}/32 -o ${e.bridge} ${comment(`bridgeport:count:rx:${e.hostIf}`)}`);
+  }
+  const seen = new Set<string>();
+  for (const p of model.ports) {
+    const id = `${p.proto}:${p.hostIp}:${p.hostPort}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    // In the option order iptables-save prints them.
+    const orig = `${p.hostIp === '0.0.0.0' ? '' : `--ctorigdst ${p.hostIp} `}--ctorigdstport ${p.hostPort}`;
+    post.push(
+      `-A ${CHAINS.countPost} -d ${p.containerIp}/32 -o ${p.bridge} ${portMatch(p.proto, '--dport', p.containerPort)} -m conntrack --ctstate DNAT ${orig} --ctdir ORIGINAL -m addrtype ! --src-type LOCAL ${comment(`bridgeport:count:port-in:${id}`)}`,
+    );
+    post.push(
+      `-A ${CHAINS.countPost} -s ${p.containerIp}/32 ${portMatch(p.proto, '--sport', p.containerPort)} -m conntrack --ctstate DNAT ${orig} --ctdir REPLY -m addrtype ! --dst-type LOCAL ${comment(`bridgeport:count:port-out:${id}`)}`,
+    );
+  }
+  for (const n of model.networks) {
+    if (!n.masquerade || n.internal) continue;
+    // The MASQUERADE rule's own match: every packet it rewrites (its counter sees only the first).
+    post.push(`-A ${CHAINS.countPost} -s ${n.subnet} ! -o ${n.bridge} ${comment(`bridgeport:count:masq-out:${n.bridge}`)}`);
+    // Replies and related errors of masqueraded flows; hairpin flows are DNAT too and are port traffic.
+    post.push(
+      `-A ${CHAINS.countPost} -d ${n.subnet} -o ${n.bridge} -m conntrack --ctstate SNAT --ctdir REPLY -m conntrack ! --ctstate DNAT ${comment(`bridgeport:count:masq-in:${n.bridge}`)}`,
+    );
+  }
+  return [...pre, ...post];
 }

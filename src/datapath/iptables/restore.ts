@@ -7,12 +7,14 @@ import { CHAINS, JUMPS, OWN_CHAINS, type RuleSet, type TableName } from './rende
  * only where missing, and nothing that is not bridgeport's is touched.
  */
 
-export const TABLES: readonly TableName[] = ['raw', 'nat', 'filter'];
+export const TABLES: readonly TableName[] = ['raw', 'mangle', 'nat', 'filter'];
 
 export interface SavedTable {
   chains: Set<string>;
   /** "-A CHAIN ..." lines, in order. */
   rules: string[];
+  /** "[packets:bytes]" of each line of `rules` when saved with -c. */
+  counters: string[];
 }
 
 export type Saved = Partial<Record<TableName, SavedTable>>;
@@ -22,14 +24,16 @@ export function parseSave(text: string): Saved {
   const out: Saved = {};
   let current: SavedTable | undefined;
   for (const raw of text.split('\n')) {
+    const counter = /^(\[\d+:\d+\])\s+/.exec(raw)?.[1] ?? '[0:0]';
     const line = raw.replace(/^\[\d+:\d+\]\s+/, '').trim();
     if (line.startsWith('*')) {
-      current = { chains: new Set(), rules: [] };
+      current = { chains: new Set(), rules: [], counters: [] };
       out[line.slice(1) as TableName] = current;
     } else if (current && line.startsWith(':')) {
       current.chains.add(line.slice(1).split(' ')[0] ?? '');
     } else if (current && line.startsWith('-A ')) {
       current.rules.push(line);
+      current.counters.push(counter);
     }
   }
   return out;
@@ -51,11 +55,39 @@ export function restoreScript(rules: RuleSet, saved: Saved, opts: RestoreOptions
     if (table === 'filter' && opts.forwardDrop) out.push(':FORWARD DROP [0:0]');
     for (const chain of OWN_CHAINS[table]) out.push(`:${chain} - [0:0]`);
     if (table === 'filter' && !t?.chains.has(CHAINS.user)) out.push(`:${CHAINS.user} - [0:0]`);
-    out.push(...rules[table]);
+    out.push(...keepCounters(rules[table], t));
     out.push(...jumpFixes(table, t));
     out.push('COMMIT');
   }
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * Rewriting a chain resets its counters: every rule that is unchanged gets its
+ * saved `[packets:bytes]` back (restored with --counters), so counters only grow.
+ */
+function keepCounters(rules: readonly string[], t: SavedTable | undefined): string[] {
+  if (!t) return [...rules];
+  const saved = new Map<string, string[]>();
+  t.rules.forEach((r, i) => {
+    const list = saved.get(ruleKey(r)) ?? [];
+    list.push(t.counters[i] ?? '[0:0]');
+    saved.set(ruleKey(r), list);
+  });
+  return rules.map((r) => {
+    const c = saved.get(ruleKey(r))?.shift();
+    return c && c !== '[0:0]' ? `${c} ${r}` : r;
+  });
+}
+
+/**
+ * What identifies a rule across a save: a counting rule by its unique comment;
+ * any other by its text with the comment unquoted (iptables-save quotes comments).
+ */
+export function ruleKey(rule: string): string {
+  const text = rule.replace(/--comment "([^"]*)"/, '--comment $1');
+  const count = /--comment (bridgeport:count:\S+)/.exec(text)?.[1];
+  return count ? `${text.split(' ')[1]} ${count}` : text;
 }
 
 function jumpFixes(table: TableName, t: SavedTable | undefined): string[] {

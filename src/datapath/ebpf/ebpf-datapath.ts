@@ -44,7 +44,6 @@ import {
   BpfProgram,
   detachTc,
   detachXdp,
-  ifNameToIndex,
   isBpffs,
   isCgroup2,
   MAP_TYPE,
@@ -359,7 +358,7 @@ export class EbpfDatapath implements Datapath {
     const values: Buffer[] = [];
     for (const [k, v] of want) {
       const old = have.get(k);
-      if (old && old.equals(v)) continue;
+      if (old?.equals(v)) continue;
       keys.push(Buffer.from(k, 'hex'));
       values.push(v);
     }
@@ -527,8 +526,8 @@ export class EbpfDatapath implements Datapath {
     for (const [k, v] of this.map('bp_port_stats').dump()) {
       const key = decodePortStatsKey(k);
       const id = `${key.proto}/${key.hostIp}/${key.hostPort}`;
-      let row = ports.get(id);
-      if (!row) ports.set(id, (row = { proto: key.proto, hostIp: key.hostIp, hostPort: key.hostPort, in: zero(), out: zero() }));
+      const row = ports.get(id) ?? { proto: key.proto, hostIp: key.hostIp, hostPort: key.hostPort, in: zero(), out: zero() };
+      ports.set(id, row);
       row[key.dir === DIR_IN ? 'in' : 'out'] = total(v);
     }
     const byId = (name: string) => {

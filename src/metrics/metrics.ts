@@ -21,8 +21,6 @@ export function operationName(op: string): string {
   return (two ? words.slice(0, 2) : words.slice(0, 1)).join('_');
 }
 
-const PORT_LABELS = ['network', 'container', 'proto', 'host_ip', 'host_port', 'container_port', 'direction'] as const;
-
 export class Metrics {
   readonly registry = new Registry();
   private readonly operationDuration: Histogram<'operation'>;
@@ -30,8 +28,6 @@ export class Metrics {
   private readonly scrapeDuration: Gauge;
 
   private readonly datapathInfo: Gauge<'datapath' | 'reason'>;
-  private readonly portPackets: Counter<(typeof PORT_LABELS)[number]>;
-  private readonly portBytes: Counter<(typeof PORT_LABELS)[number]>;
   private readonly endpointPackets: Counter<'network' | 'container' | 'direction'>;
   private readonly endpointBytes: Counter<'network' | 'container' | 'direction'>;
   private readonly masqPackets: Counter<'network' | 'direction'>;
@@ -53,8 +49,6 @@ export class Metrics {
     const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) => new Gauge<L>({ name, help, labelNames, registers: r });
 
     this.datapathInfo = gauge('bridgeport_datapath_info', 'The datapath in use and why it was chosen (always 1).', ['datapath', 'reason']);
-    this.portPackets = counter('bridgeport_published_port_packets_total', 'Packets through a published port: in toward the container, out its replies.', PORT_LABELS);
-    this.portBytes = counter('bridgeport_published_port_bytes_total', 'IP bytes (L3) through a published port, by direction.', PORT_LABELS);
     this.endpointPackets = counter('bridgeport_endpoint_packets_total', 'IPv4 packets an endpoint received (rx) or sent (tx).', ['network', 'container', 'direction']);
     this.endpointBytes = counter('bridgeport_endpoint_bytes_total', 'IP bytes (L3) an endpoint received (rx) or sent (tx).', ['network', 'container', 'direction']);
     this.masqPackets = counter('bridgeport_masquerade_packets_total', 'Masqueraded packets of a network: out leaving, in their replies.', ['network', 'direction']);
@@ -93,15 +87,14 @@ export class Metrics {
     const started = process.hrtime.bigint();
     const stats = await this.source.datapath.stats();
     this.scrapeDuration.set(Number(process.hrtime.bigint() - started) / 1e9);
-    this.fill(stats, this.source.model());
-    return withoutGaugeTotals(await this.registry.metrics());
+    const model = this.source.model();
+    this.fill(stats, model);
+    return withoutGaugeTotals(await this.registry.metrics()) + portFamilies(model, stats);
   }
 
   private fill(stats: DatapathStats, model: DatapathModel): void {
     for (const m of [
       this.datapathInfo,
-      this.portPackets,
-      this.portBytes,
       this.endpointPackets,
       this.endpointBytes,
       this.masqPackets,
@@ -121,16 +114,6 @@ export class Metrics {
       packets.inc(labels, c?.packets ?? 0);
       bytes.inc(labels, c?.bytes ?? 0);
     };
-
-    // Every published port has its series from the moment it is published.
-    const portKey = (proto: string, hostIp: string, hostPort: number) => `${proto}/${hostIp}/${hostPort}`;
-    const portStats = new Map(stats.ports.map((p) => [portKey(p.proto, p.hostIp, p.hostPort), p]));
-    for (const p of model.ports) {
-      const s = portStats.get(portKey(p.proto, p.hostIp, p.hostPort));
-      const base = { network: p.network, container: p.container, proto: p.proto, host_ip: p.hostIp, host_port: String(p.hostPort), container_port: String(p.containerPort) };
-      set(this.portPackets, this.portBytes, { ...base, direction: 'in' }, s?.in);
-      set(this.portPackets, this.portBytes, { ...base, direction: 'out' }, s?.out);
-    }
 
     const endpointStats = new Map(stats.endpoints.map((e) => [e.hostIf, e]));
     for (const e of model.endpoints) {
@@ -178,6 +161,39 @@ export function withoutGaugeTotals(text: string): string {
     .split('\n')
     .filter((line) => !gauges.has(nameOf(line) ?? ''))
     .join('\n');
+}
+
+const escapeLabel = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+/**
+ * The per-port families, written directly: with thousands of published ports
+ * they are most of the scrape, and plain string building is several times
+ * cheaper than a labelled metric per series. Every published port has its
+ * series from the moment it is published (zero until traffic).
+ */
+export function portFamilies(model: DatapathModel, stats: DatapathStats): string {
+  const byKey = new Map(stats.ports.map((p) => [`${p.proto}/${p.hostIp}/${p.hostPort}`, p]));
+  const packets: string[] = [
+    '# HELP bridgeport_published_port_packets_total Packets through a published port: in toward the container, out its replies.',
+    '# TYPE bridgeport_published_port_packets_total counter',
+  ];
+  const bytes: string[] = [
+    '# HELP bridgeport_published_port_bytes_total IP bytes (L3) through a published port, by direction.',
+    '# TYPE bridgeport_published_port_bytes_total counter',
+  ];
+  const seen = new Set<string>();
+  for (const p of model.ports) {
+    const key = `${p.proto}/${p.hostIp}/${p.hostPort}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const s = byKey.get(key);
+    const base = `network="${escapeLabel(p.network)}",container="${escapeLabel(p.container)}",proto="${p.proto}",host_ip="${p.hostIp}",host_port="${p.hostPort}",container_port="${p.containerPort}"`;
+    packets.push(`bridgeport_published_port_packets_total{${base},direction="in"} ${s?.in.packets ?? 0}`);
+    packets.push(`bridgeport_published_port_packets_total{${base},direction="out"} ${s?.out.packets ?? 0}`);
+    bytes.push(`bridgeport_published_port_bytes_total{${base},direction="in"} ${s?.in.bytes ?? 0}`);
+    bytes.push(`bridgeport_published_port_bytes_total{${base},direction="out"} ${s?.out.bytes ?? 0}`);
+  }
+  return `${packets.join('\n')}\n${bytes.join('\n')}\n`;
 }
 
 /** Parses `--metrics-addr HOST:PORT` ("" disables the endpoint). */

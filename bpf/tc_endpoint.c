@@ -316,7 +316,10 @@ int bp_endpoint_egress(struct __sk_buff *skb)
 	if (skb->protocol != ETH_P_IP_BE)
 		return TC_ACT_OK;
 	__u32 ifindex = skb->ifindex;
-	if (bpf_map_lookup_elem(&bp_endpoint_by_if, &ifindex))
+	struct bp_endpoint *me = bpf_map_lookup_elem(&bp_endpoint_by_if, &ifindex);
+	__be32 daddr;
+	/* Addressed to the container itself: broadcast and multicast the bridge floods are not its traffic. */
+	if (me && !bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, daddr), &daddr, sizeof(daddr)) && daddr == me->ip)
 		bp_count_endpoint(ifindex, BP_DIR_IN, skb->len);
 	return TC_ACT_OK;
 }

@@ -65,6 +65,7 @@ let pinDir: string;
 const objects: BpfObject[] = [];
 let uplink: BpfProgram;
 let endpoint: BpfProgram;
+let endpointEgress: BpfProgram;
 let prefilter: BpfProgram;
 const maps = new Map<string, BpfMap>();
 const map = (name: string): BpfMap => {
@@ -134,7 +135,9 @@ describePriv('BPF programs on tables of packets (BPF_PROG_TEST_RUN)', () => {
       return obj;
     };
     uplink = load('tc_uplink').program('bp_uplink_ingress');
-    endpoint = load('tc_endpoint').program('bp_endpoint_ingress');
+    const ep = load('tc_endpoint');
+    endpoint = ep.program('bp_endpoint_ingress');
+    endpointEgress = ep.program('bp_endpoint_egress');
     const xdp = load('xdp_prefilter');
     prefilter = xdp.program('bp_prefilter');
     for (const obj of objects) for (const m of obj.maps()) maps.set(m.name, m);
@@ -184,6 +187,13 @@ describePriv('BPF programs on tables of packets (BPF_PROG_TEST_RUN)', () => {
       expect(counter('bp_port_stats', portKey(DIR_OUT))).toEqual({ packets: 1n, bytes: 38n });
       expect(counter('bp_endpoint_stats', encodeStatsKey(WEB.ifindex, DIR_OUT))).toEqual({ packets: 1n, bytes: 38n });
       expect(counter('bp_masq_stats', encodeStatsKey(NET_A.id, DIR_OUT)).packets).toBe(0n);
+
+      // Delivered by the bridge (tc egress of the host-side veth): only what is addressed to the container counts.
+      const rx = counter('bp_endpoint_stats', encodeStatsKey(WEB.ifindex, DIR_IN));
+      for (const dst of [WEB.ip, '224.0.0.1', '172.20.255.255']) {
+        expect(endpointEgress.testRun({ data: eth(WEB.mac, NET_A.bridgeMac, udp({ src: NET_A.gateway, dst, sport: 1, dport: 2 })) }).retval).toBe(ACT.OK);
+      }
+      expect(counter('bp_endpoint_stats', encodeStatsKey(WEB.ifindex, DIR_IN))).toEqual({ packets: rx.packets + 1n, bytes: rx.bytes + 32n });
 
       // What the daemon reads per scrape: a batched dump, the same as a walk key by key, small chunks included.
       const walk = (name: string) => [...map(name).entries()].map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort();

@@ -89,6 +89,49 @@ describePriv.each(DATAPATHS)('Prometheus metrics (%s)', (datapath) => {
     expect(value(again, 'bridgeport_masquerade_packets_total', { ...masq, direction: 'out' })).toBe(value(m1, 'bridgeport_masquerade_packets_total', { ...masq, direction: 'out' }));
   });
 
+  it('counts exactly the TCP segments and bytes of a connection through a published port', async () => {
+    const { topo, d } = env();
+    await ok(d, ['run', '-d', '--name', 'tcp', '-p', '8135:80', '--', 'node', STREAM, 'serve', '80']);
+    for (let i = 0; i < 100 && !(await readFile((await d.cliJson<any[]>(['inspect', 'tcp']))[0].LogPath, 'utf8').catch(() => '')).includes('listening'); i++) await sleep(25);
+    // The client's own IPv4 MIB: it has no other traffic, so its segment and octet counts are the flow's.
+    const mib = async () => {
+      const snmp = (await topo.inClient('cat', ['/proc/net/snmp'])).stdout;
+      const netstat = (await topo.inClient('cat', ['/proc/net/netstat'])).stdout;
+      const field = (text: string, table: string, name: string) => {
+        const [head, values] = text.split('\n').filter((l) => l.startsWith(`${table}:`));
+        return Number(values!.split(' ')[head!.split(' ').indexOf(name)]);
+      };
+      return {
+        outSegs: field(snmp, 'Tcp', 'OutSegs'),
+        inSegs: field(snmp, 'Tcp', 'InSegs'),
+        outOctets: field(netstat, 'IpExt', 'OutOctets'),
+        inOctets: field(netstat, 'IpExt', 'InOctets'),
+      };
+    };
+    const port = { network: 'bridge', container: 'tcp', proto: 'tcp', host_ip: '0.0.0.0', host_port: '8135', container_port: '80' };
+    const before = await scrape(topo);
+    const m0 = await mib();
+    const r = await execa(...split(nsenterArgv(topo.clientNsPath, process.execPath, [STREAM, 'segments', topo.hostIp, '8135', '30', '100'])), { reject: false });
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, sent: 3000 });
+    await sleep(300); // the last ACKs
+    const m1 = await mib();
+    const after = await scrape(topo);
+    const delta = (name: string, direction: string) =>
+      (value(after, name, { ...port, direction }) ?? Number.NaN) - (value(before, name, { ...port, direction }) ?? 0);
+    expect(m1.outSegs - m0.outSegs).toBeGreaterThanOrEqual(32); // handshake, 30 writes, FIN
+    expect({
+      inPackets: delta('bridgeport_published_port_packets_total', 'in'),
+      inBytes: delta('bridgeport_published_port_bytes_total', 'in'),
+      outPackets: delta('bridgeport_published_port_packets_total', 'out'),
+      outBytes: delta('bridgeport_published_port_bytes_total', 'out'),
+    }).toEqual({
+      inPackets: m1.outSegs - m0.outSegs,
+      inBytes: m1.outOctets - m0.outOctets,
+      outPackets: m1.inSegs - m0.inSegs,
+      outBytes: m1.inOctets - m0.inOctets,
+    });
+  });
+
   it('bridgeport stats shows the counters and rates per endpoint and published port, like docker stats', async () => {
     const { topo, d } = env();
     await runEcho(d, 'web', { flags: ['-p', '5334:53/udp'] });

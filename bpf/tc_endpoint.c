@@ -202,6 +202,36 @@ static __always_inline int routed_egress(struct __sk_buff *skb, struct bp_packet
 	return bp_deliver_routed(skb, p, net->bridge_ifindex);
 }
 
+/*
+ * A later fragment whose first fragment was not seen (out of order, or its
+ * bp_frags entry evicted): no ports, so no flow to follow and nothing to
+ * create. Only what needs no ports lets it through.
+ */
+static __always_inline int unknown_fragment(struct __sk_buff *skb, struct bp_packet *p, struct bp_endpoint *me, struct bp_network *net)
+{
+	__be32 daddr = p->tuple.daddr;
+	struct bp_endpoint *peer = bpf_map_lookup_elem(&bp_endpoints, &daddr);
+	if (peer) {
+		if (peer->network_id != me->network_id)
+			return drop(skb, BP_DROP_NETWORK_ISOLATION);
+		if (!(net->flags & BP_NET_ICC))
+			return drop(skb, BP_DROP_ICC_DENIED);
+		if (bp_set_macs(skb, peer->mac, me->mac))
+			return TC_ACT_SHOT;
+		bp_count_endpoint(peer->ifindex, BP_DIR_IN, skb->len);
+		return bpf_redirect_peer(peer->ifindex, 0);
+	}
+	if (bp_is_local(daddr) || (daddr & net->mask) == net->subnet || daddr == 0xffffffff || (bpf_ntohl(daddr) >> 28) == 0xe)
+		return TC_ACT_OK;
+	if (net->flags & BP_NET_INTERNAL)
+		return drop(skb, BP_DROP_INTERNAL_NETWORK);
+	/* Masqueraded, it would leave with the container's own address. */
+	int natable = p->tuple.proto == IPPROTO_TCP || p->tuple.proto == IPPROTO_UDP || p->tuple.proto == IPPROTO_ICMP;
+	if (natable && (net->flags & BP_NET_MASQUERADE))
+		return drop(skb, BP_DROP_INVALID_PACKET);
+	return TC_ACT_OK;
+}
+
 SEC("tc")
 int bp_endpoint_ingress(struct __sk_buff *skb)
 {
@@ -243,8 +273,8 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 	struct bp_network *net = bpf_map_lookup_elem(&bp_networks, &net_id);
 	if (!net)
 		return TC_ACT_OK;
-	if (p.is_fragment)
-		return TC_ACT_OK;
+	if (!bp_frag_ports(&p))
+		return unknown_fragment(skb, &p, me, net);
 
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);
 	if (ct)

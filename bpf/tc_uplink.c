@@ -41,10 +41,15 @@ int bp_uplink_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (rc < 0) {
 		/* Not ours to judge unless it claims a container's address; the stack drops junk. */
+		if (p.l4_short && bpf_map_lookup_elem(&bp_endpoints, &p.tuple.daddr)) {
+			bp_count_drop(BP_DROP_DIRECT_ACCESS, skb->len);
+			return TC_ACT_SHOT;
+		}
 		return TC_ACT_OK;
 	}
-	if (p.is_fragment)
-		return TC_ACT_OK;
+	/* A later fragment whose first is unknown has no ports: only the direct-access check applies. */
+	if (!bp_frag_ports(&p))
+		goto direct_access;
 
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);
 	if (ct)
@@ -106,6 +111,7 @@ int bp_uplink_ingress(struct __sk_buff *skb)
 		}
 	}
 
+direct_access:
 	/* A container's address from outside: only published ports (and, on a
 	 * routed network, its published container ports) lead in. */
 	if (bpf_map_lookup_elem(&bp_endpoints, &p.tuple.daddr)) {

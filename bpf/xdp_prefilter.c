@@ -26,13 +26,21 @@ int bp_prefilter(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 len = (__u32)(data_end - data);
 	struct bp_packet p;
-	int drop = !bp_parse_ipv4(data, data_end, &p) && denied(p.tuple.proto, p.tuple.dport, p.tuple.saddr);
-	__u32 key = drop ? BP_XDP_DROP : BP_XDP_PASS;
+	int rc = bp_parse_ipv4(data, data_end, &p);
+	enum bp_drop_reason reason = BP_DROP_MAX;
+	/* A first fragment too short to hold the ports (RFC 1858's tiny fragment:
+	 * no fragmenter makes one) would slip a port rule. */
+	if (rc < 0 && p.l4_short && p.is_fragment && !p.tuple.dport)
+		reason = BP_DROP_INVALID_PACKET;
+	/* A cut-short L4 header still has its ports; later fragments are judged by source only. */
+	else if ((rc == 0 || (rc < 0 && p.l4_short)) && denied(p.tuple.proto, p.tuple.dport, p.tuple.saddr))
+		reason = BP_DROP_DENY_LIST;
+	__u32 key = reason != BP_DROP_MAX ? BP_XDP_DROP : BP_XDP_PASS;
 	struct bp_counter *c = bpf_map_lookup_elem(&bp_xdp_stats, &key);
 	if (c)
 		bp_count(c, len);
-	if (drop) {
-		bp_count_drop(BP_DROP_DENY_LIST, len);
+	if (reason != BP_DROP_MAX) {
+		bp_count_drop(reason, len);
 		return XDP_DROP;
 	}
 	return XDP_PASS;

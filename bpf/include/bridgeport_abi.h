@@ -12,7 +12,7 @@
 #include <linux/types.h>
 
 /* Bumped on any change below; pinned maps of another version are refused. */
-#define BP_ABI_VERSION 2
+#define BP_ABI_VERSION 3
 
 /* Per-instance knobs, set in .rodata before load (the same struct in every object). */
 struct bp_settings {
@@ -104,6 +104,19 @@ struct bp_ct_key {
 	__u16 dport;
 	__u8 proto;
 	__u8 pad[3];
+};
+
+/*
+ * Later fragments of a datagram carry no ports: bp_frags maps the datagram's
+ * identity (RFC 791: source, destination, protocol, IP id) to the bp_ct_key its
+ * first fragment was tracked under, so they follow the same flow.
+ */
+struct bp_frag_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 id;
+	__u8 proto;
+	__u8 pad;
 };
 
 #define BP_CT_SNAT       (1U << 0) /* rewrite the source to new_saddr:new_sport */
@@ -222,6 +235,7 @@ struct bp_meta {
 #define BP_FIREWALL_MAX 16384
 #define BP_SOCK_NAT_MAX 65536
 #define BP_LOCAL_ADDRS_MAX 1024
+#define BP_FRAGS_MAX 8192
 #define BP_PORT_STATS_MAX (2 * BP_PUBLISHED_MAX)
 #define BP_ENDPOINT_STATS_MAX (2 * BP_ENDPOINTS_MAX)
 #define BP_MASQ_STATS_MAX (2 * BP_NETWORKS_MAX)

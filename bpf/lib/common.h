@@ -50,10 +50,16 @@ struct bp_packet {
 	__u32 l4_off;             /* from the start of the frame */
 	__u32 csum_off;           /* L4 checksum; 0 when there is none to fix */
 	__u8 tcp_flags;           /* BP_TCP_* of this segment */
-	__u8 icmp_type;
-	__u8 is_fragment;
+	__u8 icmp_type;           /* BP_ICMP_NONE for a later fragment */
+	__u8 is_fragment;         /* part of a datagram: more fragments follow, or an offset */
+	__u8 later_fragment;      /* an offset: no L4 header; bp_frag_ports finds the ports */
+	__u8 l4_short;            /* sound IP header, L4 header cut short (ports read when present) */
 	__u8 pad;
+	__be16 ip_id;
 };
+
+/* No ICMP type: what a later fragment of an ICMP message has (0 is echo reply). */
+#define BP_ICMP_NONE 0xff
 
 #define IP_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
 #define IP_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
@@ -66,10 +72,15 @@ static __always_inline int bp_same_mac(const __u8 *a, const __u8 *b)
 
 /*
  * Parses Ethernet + IPv4 + the first L4 header. Returns 0 on success, 1 when the
- * packet is not IPv4 (callers pass it), -1 when it is malformed.
+ * packet is not IPv4 (callers pass it), -1 when it is malformed (with l4_short
+ * set, the IP header and the ports, when present, are still filled in).
  */
 static __always_inline int bp_parse_ipv4(void *data, void *data_end, struct bp_packet *p)
 {
+	/* What a caller may read after a -1. */
+	p->l4_short = 0;
+	p->is_fragment = 0;
+	p->later_fragment = 0;
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return -1;
@@ -92,16 +103,30 @@ static __always_inline int bp_parse_ipv4(void *data, void *data_end, struct bp_p
 	p->tcp_flags = 0;
 	p->icmp_type = 0;
 	p->pad = 0;
+	p->ip_id = ip->id;
 	p->is_fragment = (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
-	/* Only the first fragment carries ports; later ones are left to the stack. */
-	if (ip->frag_off & bpf_htons(IP_OFFSET))
+	p->later_fragment = (ip->frag_off & bpf_htons(IP_OFFSET)) != 0;
+	/* Only the first fragment carries the L4 header; later ones find their ports in bp_frags. */
+	if (p->later_fragment) {
+		p->icmp_type = BP_ICMP_NONE;
 		return 0;
+	}
 	void *l4 = (void *)ip + ihl;
+	/* Ports are the first 4 bytes of TCP, UDP and SCTP: read even from a cut-short header. */
+	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP || ip->protocol == IPPROTO_SCTP) {
+		__be16 *ports = l4;
+		if ((void *)(ports + 2) <= data_end) {
+			p->tuple.sport = ports[0];
+			p->tuple.dport = ports[1];
+		}
+	}
 	switch (ip->protocol) {
 	case IPPROTO_TCP: {
 		struct tcphdr *tcp = l4;
-		if ((void *)(tcp + 1) > data_end)
+		if ((void *)(tcp + 1) > data_end) {
+			p->l4_short = 1;
 			return -1;
+		}
 		p->tuple.sport = tcp->source;
 		p->tuple.dport = tcp->dest;
 		p->csum_off = p->l4_off + offsetof(struct tcphdr, check);
@@ -117,8 +142,10 @@ static __always_inline int bp_parse_ipv4(void *data, void *data_end, struct bp_p
 	}
 	case IPPROTO_UDP: {
 		struct udphdr *udp = l4;
-		if ((void *)(udp + 1) > data_end)
+		if ((void *)(udp + 1) > data_end) {
+			p->l4_short = 1;
 			return -1;
+		}
 		p->tuple.sport = udp->source;
 		p->tuple.dport = udp->dest;
 		p->csum_off = p->l4_off + offsetof(struct udphdr, check);
@@ -127,16 +154,18 @@ static __always_inline int bp_parse_ipv4(void *data, void *data_end, struct bp_p
 	case IPPROTO_SCTP: {
 		/* Ports are the first 4 bytes, like TCP and UDP; the CRC32c does not cover IP. */
 		__be16 *ports = l4;
-		if ((void *)(ports + 2) > data_end)
+		if ((void *)(ports + 2) > data_end) {
+			p->l4_short = 1;
 			return -1;
-		p->tuple.sport = ports[0];
-		p->tuple.dport = ports[1];
+		}
 		break;
 	}
 	case IPPROTO_ICMP: {
 		struct icmphdr *icmp = l4;
-		if ((void *)(icmp + 1) > data_end)
+		if ((void *)(icmp + 1) > data_end) {
+			p->l4_short = 1;
 			return -1;
+		}
 		p->icmp_type = icmp->type;
 		p->csum_off = p->l4_off + offsetof(struct icmphdr, checksum);
 		if (icmp->type == ICMP_ECHO)

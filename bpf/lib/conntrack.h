@@ -43,10 +43,12 @@ static __always_inline void bp_ct_touch(struct bp_ct_value *v, struct bp_packet 
  */
 static __always_inline int bp_ct_apply(struct __sk_buff *skb, struct bp_packet *p, const struct bp_ct_value *v)
 {
+	/* A later fragment has no L4 header: only its addresses change (the first fragment carries the L4 checksum). */
+	int ports = !p->later_fragment;
 	if (v->flags & BP_CT_SNAT) {
 		if (bp_rewrite_addr(skb, p, IP_SRC_OFF, p->tuple.saddr, v->new_saddr))
 			return -1;
-		if (p->tuple.proto != IPPROTO_ICMP || p->icmp_type == ICMP_ECHO) {
+		if (ports && (p->tuple.proto != IPPROTO_ICMP || p->icmp_type == ICMP_ECHO)) {
 			if (bp_rewrite_port(skb, p, bp_sport_off(p), p->tuple.sport, v->new_sport))
 				return -1;
 		}
@@ -54,7 +56,7 @@ static __always_inline int bp_ct_apply(struct __sk_buff *skb, struct bp_packet *
 	if (v->flags & BP_CT_DNAT) {
 		if (bp_rewrite_addr(skb, p, IP_DST_OFF, p->tuple.daddr, v->new_daddr))
 			return -1;
-		if (p->tuple.proto != IPPROTO_ICMP || p->icmp_type == ICMP_ECHOREPLY) {
+		if (ports && (p->tuple.proto != IPPROTO_ICMP || p->icmp_type == ICMP_ECHOREPLY)) {
 			if (bp_rewrite_port(skb, p, bp_dport_off(p), p->tuple.dport, v->new_dport))
 				return -1;
 		}
@@ -83,6 +85,31 @@ static __always_inline void bp_count_flow(const struct bp_ct_value *ct, __u32 le
 		if (net_id)
 			bp_count_masq(net_id, reply ? BP_DIR_IN : BP_DIR_OUT, len);
 	}
+}
+
+/*
+ * Fragments. The first fragment of a datagram is judged like a whole packet;
+ * its tuple is remembered under the datagram's identity so the later fragments
+ * (no L4 header) get their ports back and take the same path: the same
+ * conntrack entry, rewrite (addresses only) and delivery. A later fragment that
+ * arrives before its first, or after the entry was evicted, has no ports:
+ * callers give it only what needs none. Returns 1 when the ports are known.
+ */
+static __always_inline int bp_frag_ports(struct bp_packet *p)
+{
+	if (!p->is_fragment)
+		return 1;
+	struct bp_frag_key k = { .saddr = p->tuple.saddr, .daddr = p->tuple.daddr, .id = p->ip_id, .proto = p->tuple.proto };
+	if (!p->later_fragment) {
+		bpf_map_update_elem(&bp_frags, &k, &p->tuple, BPF_ANY);
+		return 1;
+	}
+	struct bp_ct_key *first = bpf_map_lookup_elem(&bp_frags, &k);
+	if (!first)
+		return 0;
+	p->tuple.sport = first->sport;
+	p->tuple.dport = first->dport;
+	return 1;
 }
 
 /* Creates both directions of a flow. Returns 0, or -1 when the table refused (full). */

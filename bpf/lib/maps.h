@@ -82,6 +82,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bp_ct SEC(".maps");
 
+/* Fragmented datagrams in flight: the flow of their first fragment (see bp_frag_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BP_FRAGS_MAX);
+	__type(key, struct bp_frag_key);
+	__type(value, struct bp_ct_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bp_frags SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, BP_FIREWALL_MAX);

@@ -9,7 +9,7 @@
  */
 import type { Proto } from '../../model/port-spec.js';
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 /** Sizes and field offsets, in bytes: what the BTF test checks. */
 export const LAYOUT = {
@@ -40,6 +40,7 @@ export const LAYOUT = {
       pad: 34,
     },
   },
+  bp_frag_key: { size: 12, fields: { saddr: 0, daddr: 4, id: 8, proto: 10, pad: 11 } },
   bp_firewall_key: { size: 12, fields: { prefixlen: 0, proto: 4, pad: 5, port: 6, addr: 8 } },
   bp_firewall_value: { size: 8, fields: { flags: 0, pad: 4 } },
   bp_sock_nat_key: { size: 16, fields: { cookie: 0, addr: 8, port: 12, pad: 14 } },

@@ -1,0 +1,1307 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  CT_DNAT,
+  CT_MASQUERADE,
+  CT_PUBLISHED,
+  CT_REPLY,
+  CT_SNAT,
+  type CtKey,
+  type CtValue,
+  DIR_IN,
+  DIR_OUT,
+  DROP_REASONS,
+  type DropReason,
+  decodeCtKey,
+  decodeCtValue,
+  encodeCtKey,
+  encodeCtValue,
+  encodeEndpoint,
+  encodeEpoch,
+  encodeFirewallKey,
+  encodeFirewallValue,
+  encodeIpKey,
+  encodeLinkKey,
+  encodeNetwork,
+  encodePublishedKey,
+  encodePublishedValue,
+  encodeSettings,
+  encodeStatsKey,
+  encodeU32,
+  LINK_DPORT,
+  LINK_SPORT,
+  NET_ICC,
+  NET_INTERNAL,
+  NET_MASQUERADE,
+  PUB_DIRECT,
+  sumCounters,
+  TCP_ACK,
+  TCP_SYN,
+  XDP_DROP,
+  XDP_PASS,
+} from '../../src/datapath/ebpf/abi.js';
+import { type BpfMap, BpfObject, type BpfProgram, netnsCookie } from '../../src/datapath/ebpf/handles.js';
+import { OBJECT_DIR } from '../../src/datapath/ebpf/objects.js';
+import type { Proto } from '../../src/model/port-spec.js';
+import {
+  arp,
+  ethernet,
+  fragment,
+  ICMP,
+  icmpEcho,
+  icmpError,
+  ipv4,
+  type ParsedFrame,
+  PROTO,
+  parseFrame,
+  type QuotedPacket,
+  TCP_FLAGS,
+  tcp,
+  UNREACH,
+  udp,
+} from '../helpers/packets.js';
+import { describePriv } from '../helpers/privileged.js';
+
+/**
+ * The programs of bpf/ on tables of packets, run by BPF_PROG_TEST_RUN: each
+ * row sets up map entries on top of a small fixed world, runs one frame, and
+ * states the verdict, the frame that comes out, the drop counter that grew,
+ * the conntrack entries afterwards and the traffic counters that counted it.
+ *
+ * Each table loads its program's object afresh into a bpffs of its own, the
+ * maps pinned by name as the daemon pins them, and every row starts from
+ * emptied maps (counters aside: rows compare them before and after). In a test
+ * run the skb's device is the namespace's loopback: ifindex 1 stands for the
+ * host side of the veth of the container under test. bpf_redirect_peer and
+ * bpf_redirect only return TC_ACT_REDIRECT here; bpf_fib_lookup asks this
+ * process's routing table, so rows routed out accept either verdict and check
+ * the rewrite only.
+ */
+
+const ACT = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
+const XDP = { DROP: 1, PASS: 2 } as const;
+/** Out by the routing table: redirected, or left to the stack, as this host's routes say. */
+const ROUTED = [ACT.OK, ACT.REDIRECT] as const;
+
+// --- the world ---------------------------------------------------------------
+
+/** The uplink's address (a host address) and a client outside. */
+const HOST = '198.18.0.1';
+const HOST_MAC = '02:00:00:00:00:01';
+const CLIENT = '198.18.0.2';
+const CLIENT_MAC = '02:00:00:00:00:02';
+/** An address of no interface of this host. */
+const FOREIGN = '198.51.100.7';
+const DENIED_NET = '203.0.113.0';
+const DENIED_HOST = '203.0.113.9';
+
+interface Network {
+  id: number;
+  subnet: string;
+  mask: string;
+  gateway: string;
+  bridgeMac: string;
+}
+interface Endpoint {
+  ip: string;
+  mac: string;
+  ifindex: number;
+  networkId: number;
+}
+
+// A network's id is its bridge's ifindex, as render.ts makes it.
+const NET_A: Network = { id: 10, subnet: '172.20.0.0', mask: '255.255.0.0', gateway: '172.20.0.1', bridgeMac: '02:00:00:00:00:10' };
+const NET_B: Network = { id: 20, subnet: '172.30.0.0', mask: '255.255.255.0', gateway: '172.30.0.1', bridgeMac: '02:00:00:00:00:20' };
+/** The container under test: its veth's host side is the test run's device. */
+const WEB: Endpoint = { ip: '172.20.0.2', mac: '02:42:ac:14:00:02', ifindex: 1, networkId: NET_A.id };
+const PEER: Endpoint = { ip: '172.20.0.3', mac: '02:42:ac:14:00:03', ifindex: 50, networkId: NET_A.id };
+const OTHER: Endpoint = { ip: '172.30.0.2', mac: '02:42:ac:1e:00:02', ifindex: 60, networkId: NET_B.id };
+const CURRENT_EPOCH = 5;
+
+/** Emptied before every row; counters are not (rows compare them before and after). */
+const CLEARED_MAPS = ['bp_networks', 'bp_endpoints', 'bp_endpoint_by_if', 'bp_links', 'bp_uplinks', 'bp_local_addrs', 'bp_published', 'bp_firewall', 'bp_ct', 'bp_frags'];
+
+/** A bpffs in a temporary folder with objects loaded into it; close() undoes all of it, whatever failed. */
+class Fixture {
+  private dir: string | undefined;
+  private mounted = false;
+  private readonly objects: BpfObject[] = [];
+  private readonly maps = new Map<string, BpfMap>();
+
+  async mount(): Promise<void> {
+    this.dir = await mkdtemp(join(tmpdir(), 'bp-packets-'));
+    await execa('mount', ['-t', 'bpf', 'bpf', this.dir]);
+    this.mounted = true;
+  }
+
+  load(object: string): BpfObject {
+    if (!this.mounted || !this.dir) throw new Error(`load ${object}: no bpffs mounted`);
+    const rodata = encodeSettings({ netnsCookie: netnsCookie(), snatPortFirst: 61000, snatPortLast: 65535, flags: 0 });
+    const obj = BpfObject.open(join(OBJECT_DIR, `${object}.o`), { pinDir: this.dir, rodata });
+    this.objects.push(obj);
+    obj.load();
+    for (const m of obj.maps()) this.maps.set(m.name, m);
+    return obj;
+  }
+
+  map(name: string): BpfMap {
+    const m = this.maps.get(name);
+    if (!m) throw new Error(`map ${name}: not in the loaded objects`);
+    return m;
+  }
+
+  async close(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const obj of this.objects.splice(0)) {
+      try {
+        obj.close();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    this.maps.clear();
+    if (this.mounted && this.dir) {
+      try {
+        await execa('umount', [this.dir]);
+        this.mounted = false;
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    // Never remove through a bpffs that is still mounted.
+    if (this.dir && !this.mounted) {
+      try {
+        await rm(this.dir, { recursive: true, force: true });
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length > 0) throw new AggregateError(errors, `tear down BPF fixture ${this.dir}: ${errors.length} error(s)`);
+  }
+}
+
+interface CtEntry {
+  key: CtKey;
+  value: CtValue;
+}
+
+/** Writes the world into the maps; rows add their own entries on top. */
+class World {
+  constructor(private readonly fx: Fixture) {}
+
+  /** Empties every policy map and conntrack, then the base world: two networks, three endpoints, the host's addresses. */
+  reset(): void {
+    for (const name of CLEARED_MAPS) {
+      const m = this.fx.map(name);
+      for (const k of [...m.keys()]) m.delete(k);
+    }
+    this.network(NET_A, NET_ICC | NET_MASQUERADE);
+    this.network(NET_B, NET_ICC | NET_MASQUERADE);
+    for (const e of [WEB, PEER, OTHER]) this.endpoint(e);
+    for (const a of [HOST, '127.0.0.1', NET_A.gateway, NET_B.gateway]) this.fx.map('bp_local_addrs').update(encodeIpKey(a), encodeU32(1));
+    this.fx.map('bp_epoch').update(encodeU32(0), encodeEpoch(CURRENT_EPOCH));
+  }
+
+  network(n: Network, flags: number): void {
+    this.fx.map('bp_networks').update(encodeU32(n.id), encodeNetwork({ ...n, bridgeIfindex: n.id, flags }));
+  }
+
+  endpoint(e: Endpoint): void {
+    this.fx.map('bp_endpoints').update(encodeIpKey(e.ip), encodeEndpoint(e));
+    this.fx.map('bp_endpoint_by_if').update(encodeU32(e.ifindex), encodeEndpoint(e));
+  }
+
+  /** `direct`: a routed network's container port, reachable by the container's own address (BP_PUB_DIRECT). */
+  publish(p: {
+    proto: Proto;
+    hostIp: string;
+    hostPort: number;
+    to: Endpoint;
+    containerPort: number;
+    epochFrom?: number;
+    epochUntil?: number;
+    direct?: boolean;
+  }): void {
+    this.fx.map('bp_published').update(
+      encodePublishedKey({ proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort }),
+      encodePublishedValue({
+        containerIp: p.to.ip,
+        containerPort: p.containerPort,
+        flags: p.direct ? PUB_DIRECT : 0,
+        ifindex: p.to.ifindex,
+        networkId: p.to.networkId,
+        epochFrom: p.epochFrom ?? CURRENT_EPOCH,
+        epochUntil: p.epochUntil ?? 0,
+      }),
+    );
+  }
+
+  /** `--link`: both permits, as render.ts writes them. */
+  link(parent: Endpoint, child: Endpoint, port: number, proto: Proto): void {
+    const one = encodeU32(1);
+    this.fx.map('bp_links').update(encodeLinkKey({ srcIp: parent.ip, dstIp: child.ip, port, proto, direction: LINK_DPORT }), one);
+    this.fx.map('bp_links').update(encodeLinkKey({ srcIp: child.ip, dstIp: parent.ip, port, proto, direction: LINK_SPORT }), one);
+  }
+
+  conntrack(entries: CtEntry[]): void {
+    for (const e of entries) this.fx.map('bp_ct').update(encodeCtKey(e.key), encodeCtValue(e.value));
+  }
+
+  deny(cidr: { addr: string; prefixLen: number }, port?: { port: number; proto: number }): void {
+    this.fx.map('bp_firewall').update(encodeFirewallKey({ ...cidr, port: port?.port ?? 0, proto: port?.proto ?? 0 }), encodeFirewallValue());
+  }
+
+  forgetDevice(ifindex: number): void {
+    this.fx.map('bp_endpoint_by_if').delete(encodeU32(ifindex));
+  }
+}
+
+// --- conntrack entries as the programs create them ------------------------------
+
+const NO_ORIGIN = { hostIp: '0.0.0.0', hostPort: 0, proto: 0 };
+
+function ctEntry(key: CtKey, v: Partial<CtValue> & { flags: number }): CtEntry {
+  const value: CtValue = { lastSeenNs: 0n, newSaddr: '0.0.0.0', newDaddr: '0.0.0.0', newSport: 0, newDport: 0, ifindex: 0, origin: NO_ORIGIN, tcpFlags: 0, ...v };
+  return { key, value };
+}
+
+/**
+ * Both directions of a flow through a published port: tc_uplink.c creates
+ * them for a client outside (replies routed: replyIfindex 0), hairpin() in
+ * tc_endpoint.c for a container reaching another one's port (replies
+ * delivered to the client container).
+ */
+function publishedFlow(f: {
+  proto: number;
+  client: string;
+  clientPort: number;
+  hostIp: string;
+  hostPort: number;
+  /** The publication's host IP: 0.0.0.0 when reached through the wildcard. */
+  origin: string;
+  to: Endpoint;
+  containerPort: number;
+  replyIfindex?: number;
+  /** BP_TCP_* seen from the client so far. */
+  tcpFlags?: number;
+}): CtEntry[] {
+  const origin = { hostIp: f.origin, hostPort: f.hostPort, proto: f.proto };
+  return [
+    ctEntry(
+      { saddr: f.client, daddr: f.hostIp, sport: f.clientPort, dport: f.hostPort, proto: f.proto },
+      { flags: CT_DNAT | CT_PUBLISHED, newDaddr: f.to.ip, newDport: f.containerPort, ifindex: f.to.ifindex, origin, tcpFlags: f.tcpFlags ?? 0 },
+    ),
+    ctEntry(
+      { saddr: f.to.ip, daddr: f.client, sport: f.containerPort, dport: f.clientPort, proto: f.proto },
+      { flags: CT_SNAT | CT_REPLY | CT_PUBLISHED, newSaddr: f.hostIp, newSport: f.hostPort, ifindex: f.replyIfindex ?? 0, origin },
+    ),
+  ];
+}
+
+/** A container reaching its own published port: hairpin() adds SNAT to the gateway, so the reply comes back through its veth. */
+function selfHairpinFlow(f: {
+  proto: number;
+  me: Endpoint;
+  port: number;
+  hostIp: string;
+  hostPort: number;
+  origin: string;
+  containerPort: number;
+  gateway: string;
+  tcpFlags?: number;
+}): CtEntry[] {
+  const origin = { hostIp: f.origin, hostPort: f.hostPort, proto: f.proto };
+  return [
+    ctEntry(
+      { saddr: f.me.ip, daddr: f.hostIp, sport: f.port, dport: f.hostPort, proto: f.proto },
+      {
+        flags: CT_DNAT | CT_SNAT | CT_PUBLISHED,
+        newDaddr: f.me.ip,
+        newDport: f.containerPort,
+        newSaddr: f.gateway,
+        newSport: f.port,
+        ifindex: f.me.ifindex,
+        origin,
+        tcpFlags: f.tcpFlags ?? 0,
+      },
+    ),
+    ctEntry(
+      { saddr: f.me.ip, daddr: f.gateway, sport: f.containerPort, dport: f.port, proto: f.proto },
+      { flags: CT_SNAT | CT_DNAT | CT_REPLY | CT_PUBLISHED, newSaddr: f.hostIp, newSport: f.hostPort, newDaddr: f.me.ip, newDport: f.port, ifindex: f.me.ifindex, origin },
+    ),
+  ];
+}
+
+/**
+ * Both directions of a container's flow out through the uplink, as masquerade()
+ * in tc_endpoint.c leaves them. ICMP echo: the ports are the ids (remotePort 0).
+ */
+function masqueradedFlow(f: { proto: number; from: Endpoint; fromPort: number; remote: string; remotePort: number; natIp: string; natPort: number }): CtEntry[] {
+  return [
+    ctEntry(
+      { saddr: f.from.ip, daddr: f.remote, sport: f.fromPort, dport: f.remotePort, proto: f.proto },
+      { flags: CT_SNAT | CT_MASQUERADE, newSaddr: f.natIp, newSport: f.natPort },
+    ),
+    ctEntry(
+      { saddr: f.remote, daddr: f.natIp, sport: f.remotePort, dport: f.natPort, proto: f.proto },
+      { flags: CT_DNAT | CT_REPLY | CT_MASQUERADE, newDaddr: f.from.ip, newDport: f.fromPort, ifindex: f.from.ifindex },
+    ),
+  ];
+}
+
+/** Both directions of a routed network's flow out (masquerade off), as routed_egress() in tc_endpoint.c creates them: no rewrite. */
+function routedFlow(f: { proto: number; from: Endpoint; fromPort: number; remote: string; remotePort: number; tcpFlags?: number }): CtEntry[] {
+  return [
+    ctEntry({ saddr: f.from.ip, daddr: f.remote, sport: f.fromPort, dport: f.remotePort, proto: f.proto }, { flags: 0, tcpFlags: f.tcpFlags ?? 0 }),
+    ctEntry({ saddr: f.remote, daddr: f.from.ip, sport: f.remotePort, dport: f.fromPort, proto: f.proto }, { flags: CT_REPLY, ifindex: f.from.ifindex }),
+  ];
+}
+
+// --- counters --------------------------------------------------------------------
+
+interface CounterRef {
+  label: string;
+  map: string;
+  key: Buffer;
+}
+
+const dirName = (dir: number): string => (dir === DIR_IN ? 'in' : 'out');
+
+function portStat(proto: Proto, hostIp: string, hostPort: number, dir: number): CounterRef {
+  // bp_port_stats_key is bp_published_key with the direction in its last byte.
+  const key = encodePublishedKey({ proto, hostIp, hostPort });
+  key[7] = dir;
+  return { label: `port ${hostIp}:${hostPort}/${proto} ${dirName(dir)}`, map: 'bp_port_stats', key };
+}
+
+const endpointStat = (e: Endpoint, dir: number): CounterRef => ({
+  label: `endpoint ${e.ip} ${dir === DIR_IN ? 'rx' : 'tx'}`,
+  map: 'bp_endpoint_stats',
+  key: encodeStatsKey(e.ifindex, dir),
+});
+const masqStat = (n: Network, dir: number): CounterRef => ({ label: `masquerade ${n.subnet} ${dirName(dir)}`, map: 'bp_masq_stats', key: encodeStatsKey(n.id, dir) });
+const xdpStat = (index: number): CounterRef => ({ label: `xdp ${index === XDP_DROP ? 'drop' : 'pass'}`, map: 'bp_xdp_stats', key: encodeU32(index) });
+
+function readCounter(fx: Fixture, ref: CounterRef): { packets: bigint; bytes: bigint } {
+  const perCpu = fx.map(ref.map).lookupPerCpu(ref.key);
+  return perCpu ? sumCounters(perCpu) : { packets: 0n, bytes: 0n };
+}
+
+function readDrops(fx: Fixture): bigint[] {
+  return DROP_REASONS.map((_, i) => {
+    const perCpu = fx.map('bp_drops').lookupPerCpu(encodeU32(i));
+    return perCpu ? sumCounters(perCpu).packets : 0n;
+  });
+}
+
+// --- rows ----------------------------------------------------------------------------
+
+type Expected = Partial<Omit<ParsedFrame, 'inner'>> & { inner?: Partial<QuotedPacket> };
+
+interface Row {
+  name: string;
+  /** Map entries on top of the base world. */
+  setup?: (w: World) => void;
+  input: Buffer;
+  /** The program's return value; a list when more than one is right (routed rows). */
+  verdict: number | readonly number[];
+  /** Fields of the frame that comes out, or 'unchanged': byte for byte the input. Checksums are checked on every IPv4 output. */
+  out?: Expected | 'unchanged';
+  /** The one drop counter that grows by one packet; none grows without it. */
+  drop?: DropReason;
+  /** Conntrack afterwards, exactly (last_seen aside); the keys stay as set up when absent. */
+  ct?: CtEntry[];
+  /** Counters that grow by one packet and the input's L3 bytes. */
+  counts?: CounterRef[];
+  /** Counters that must not move. */
+  uncounted?: CounterRef[];
+}
+
+const ctKeyText = (k: CtKey): string => `${k.proto} ${k.saddr}:${k.sport} > ${k.daddr}:${k.dport}`;
+
+/** Conntrack as comparable text: one line per entry, without the clock. */
+function ctSnapshot(entries: Iterable<[CtKey, CtValue]>): string[] {
+  const text = (v: CtValue): string =>
+    [
+      `flags ${v.flags}`,
+      `snat ${v.newSaddr}:${v.newSport}`,
+      `dnat ${v.newDaddr}:${v.newDport}`,
+      `ifindex ${v.ifindex}`,
+      `origin ${v.origin.proto} ${v.origin.hostIp}:${v.origin.hostPort}`,
+      `tcp ${v.tcpFlags}`,
+    ].join(', ');
+  return [...entries].map(([k, v]) => `${ctKeyText(k)} => ${text(v)}`).sort();
+}
+
+const ctNow = (fx: Fixture): [CtKey, CtValue][] => [...fx.map('bp_ct').entries()].map(([k, v]) => [decodeCtKey(k), decodeCtValue(v)]);
+
+function runRow(fx: Fixture, world: World, program: BpfProgram, row: Row): void {
+  world.reset();
+  row.setup?.(world);
+  const counted = [...(row.counts ?? []), ...(row.uncounted ?? [])];
+  const countersBefore = counted.map((ref) => readCounter(fx, ref));
+  const dropsBefore = readDrops(fx);
+  const ctKeysBefore = ctNow(fx)
+    .map(([k]) => ctKeyText(k))
+    .sort();
+
+  const r = program.testRun({ data: row.input });
+
+  if (typeof row.verdict === 'number') expect(r.retval, 'verdict').toBe(row.verdict);
+  else expect(row.verdict, `verdict ${r.retval}`).toContain(r.retval);
+
+  if (row.out === 'unchanged') {
+    expect(r.data.toString('hex'), 'frame out').toBe(row.input.toString('hex'));
+  } else if (row.out) {
+    const parsed = parseFrame(r.data);
+    expect(parsed).toMatchObject(row.out);
+    if (parsed.src !== undefined) {
+      // A fragment holds only part of what its L4 checksum covers: nothing to check there.
+      const whole = !parsed.moreFragments && !parsed.fragOffset;
+      const sums = { ip: parsed.ipChecksumOk, l4: parsed.l4ChecksumOk, innerIp: parsed.inner?.ipChecksumOk };
+      expect(sums, 'checksums').toEqual({ ip: true, l4: whole ? true : undefined, innerIp: parsed.inner ? true : undefined });
+    }
+  }
+
+  const dropsAfter = readDrops(fx);
+  const grew = Object.fromEntries(DROP_REASONS.map((reason, i) => [reason, dropsAfter[i]! - dropsBefore[i]!]).filter(([, d]) => d !== 0n));
+  expect(grew, 'drop counters').toEqual(row.drop ? { [row.drop]: 1n } : {});
+
+  if (row.ct) {
+    expect(ctSnapshot(ctNow(fx)), 'conntrack').toEqual(ctSnapshot(row.ct.map((e) => [e.key, e.value])));
+  } else {
+    expect(
+      ctNow(fx)
+        .map(([k]) => ctKeyText(k))
+        .sort(),
+      'conntrack keys',
+    ).toEqual(ctKeysBefore);
+  }
+
+  const l3Bytes = BigInt(row.input.length - 14);
+  const deltas = Object.fromEntries(
+    counted.map((ref, i) => {
+      const now = readCounter(fx, ref);
+      return [ref.label, { packets: now.packets - countersBefore[i]!.packets, bytes: now.bytes - countersBefore[i]!.bytes }];
+    }),
+  );
+  const wanted = Object.fromEntries([
+    ...(row.counts ?? []).map((ref) => [ref.label, { packets: 1n, bytes: l3Bytes }]),
+    ...(row.uncounted ?? []).map((ref) => [ref.label, { packets: 0n, bytes: 0n }]),
+  ]);
+  expect(deltas, 'traffic counters').toEqual(wanted);
+}
+
+interface Suite {
+  fx: Fixture;
+  world: World;
+  /** The program under test (loaded in beforeAll). */
+  program: () => BpfProgram;
+}
+
+/**
+ * A describe over one program's table: the object loaded afresh into a bpffs
+ * of its own before, all of it taken down after; `more` adds tests that need
+ * more than one packet.
+ */
+function describeTable(title: string, object: string, programName: string, rows: Row[], more?: (suite: Suite) => void): void {
+  describePriv(title, () => {
+    const fx = new Fixture();
+    const world = new World(fx);
+    let program: BpfProgram | undefined;
+    const suite: Suite = {
+      fx,
+      world,
+      program: () => program ?? expect.unreachable(`${programName} is not loaded`),
+    };
+    beforeAll(async () => {
+      await fx.mount();
+      program = fx.load(object).program(programName);
+    });
+    afterAll(() => fx.close());
+
+    it.each(rows)('$name', (row) => runRow(fx, world, suite.program(), row));
+    more?.(suite);
+  });
+}
+
+const fromClient = (l3: Buffer): Buffer => ethernet({ src: CLIENT_MAC, dst: HOST_MAC }, l3);
+const fromWeb = (l3: Buffer): Buffer => ethernet({ src: WEB.mac, dst: NET_A.bridgeMac }, l3);
+const { SYN, ACK } = TCP_FLAGS;
+
+/**
+ * An IPv4 header that does not fit in the frame. The kernel refuses a tc test
+ * run of an IPv4 frame shorter than Ethernet + 20 bytes (EINVAL), so the cut
+ * falls inside the header's options: 22 of its 24 bytes.
+ */
+function cutInOptions(wrap: (l3: Buffer) => Buffer, src = CLIENT): Buffer {
+  const nops = Buffer.from([1, 1, 1, 0]);
+  return wrap(ipv4({ src, dst: HOST, proto: PROTO.TCP, options: nops, payload: Buffer.alloc(20) })).subarray(0, 14 + 22);
+}
+
+// --- tc ingress on the uplink --------------------------------------------------------
+
+const webHttp = { proto: 'tcp', hostIp: HOST, hostPort: 8080, to: WEB, containerPort: 80 } as const;
+const clientToWebFlow = { proto: PROTO.TCP, client: CLIENT, clientPort: 40000, hostIp: HOST, hostPort: 8080, origin: HOST, to: WEB, containerPort: 80 };
+const clientToWeb = publishedFlow(clientToWebFlow);
+const clientToWebAfter = (tcpFlags: number): CtEntry[] => publishedFlow({ ...clientToWebFlow, tcpFlags });
+const webRoutedOut = routedFlow({ proto: PROTO.TCP, from: WEB, fromPort: 43000, remote: FOREIGN, remotePort: 443, tcpFlags: TCP_SYN });
+const webOutToClient = masqueradedFlow({ proto: PROTO.TCP, from: WEB, fromPort: 40000, remote: CLIENT, remotePort: 80, natIp: HOST, natPort: 61000 });
+const webDnsOut = masqueradedFlow({ proto: PROTO.UDP, from: WEB, fromPort: 40001, remote: CLIENT, remotePort: 53, natIp: HOST, natPort: 61002 });
+const webPingOut = masqueradedFlow({ proto: PROTO.ICMP, from: WEB, fromPort: 0x1234, remote: CLIENT, remotePort: 0, natIp: HOST, natPort: 61001 });
+
+const UPLINK_ROWS: Row[] = [
+  {
+    name: 'a new TCP SYN to a published host IP:port: DNAT into the container, both directions tracked',
+    setup: (w) => w.publish(webHttp),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80, dstMac: WEB.mac, srcMac: NET_A.bridgeMac, tcpFlags: SYN },
+    ct: clientToWebAfter(TCP_SYN),
+    counts: [portStat('tcp', HOST, 8080, DIR_IN), endpointStat(WEB, DIR_IN)],
+  },
+  {
+    name: 'the next packet of a tracked flow follows conntrack (the publication is gone meanwhile)',
+    setup: (w) => w.conntrack(clientToWeb),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: ACK })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80, dstMac: WEB.mac, srcMac: NET_A.bridgeMac, tcpFlags: ACK },
+    ct: clientToWebAfter(TCP_ACK),
+    counts: [portStat('tcp', HOST, 8080, DIR_IN), endpointStat(WEB, DIR_IN)],
+  },
+  {
+    name: 'UDP to a published port: DNAT with the UDP checksum kept',
+    setup: (w) => w.publish({ proto: 'udp', hostIp: HOST, hostPort: 5353, to: WEB, containerPort: 53 }),
+    input: fromClient(udp({ src: CLIENT, dst: HOST, sport: 5000, dport: 5353 })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 5000, dst: WEB.ip, dport: 53, dstMac: WEB.mac },
+    ct: publishedFlow({ proto: PROTO.UDP, client: CLIENT, clientPort: 5000, hostIp: HOST, hostPort: 5353, origin: HOST, to: WEB, containerPort: 53 }),
+    counts: [portStat('udp', HOST, 5353, DIR_IN), endpointStat(WEB, DIR_IN)],
+  },
+  {
+    name: 'a wildcard (0.0.0.0) publication reached via a local address',
+    setup: (w) => w.publish({ ...webHttp, hostIp: '0.0.0.0', hostPort: 8081, containerPort: 81 }),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40001, dport: 8081, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, dst: WEB.ip, dport: 81, dstMac: WEB.mac, srcMac: NET_A.bridgeMac },
+    ct: publishedFlow({ proto: PROTO.TCP, client: CLIENT, clientPort: 40001, hostIp: HOST, hostPort: 8081, origin: '0.0.0.0', to: WEB, containerPort: 81, tcpFlags: TCP_SYN }),
+    counts: [portStat('tcp', '0.0.0.0', 8081, DIR_IN)],
+  },
+  {
+    name: 'a wildcard publication is not reached via an address of another host (routed through)',
+    setup: (w) => w.publish({ ...webHttp, hostIp: '0.0.0.0', hostPort: 8081, containerPort: 81 }),
+    input: fromClient(tcp({ src: CLIENT, dst: FOREIGN, sport: 40002, dport: 8081, flags: SYN })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'a port that is not published passes to the host unchanged',
+    setup: (w) => w.publish(webHttp),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40003, dport: 22, flags: SYN })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: "direct access to a container's address is dropped",
+    setup: (w) => w.publish(webHttp),
+    input: fromClient(tcp({ src: CLIENT, dst: WEB.ip, sport: 40004, dport: 80, flags: SYN })),
+    verdict: ACT.SHOT,
+    drop: 'direct_access',
+  },
+  {
+    name: 'a port published on 127.0.0.1, reached from the uplink at 127.0.0.1, is dropped',
+    setup: (w) => w.publish({ ...webHttp, hostIp: '127.0.0.1', hostPort: 8082, containerPort: 82 }),
+    input: fromClient(tcp({ src: CLIENT, dst: '127.0.0.1', sport: 40005, dport: 8082, flags: SYN })),
+    verdict: ACT.SHOT,
+    drop: 'direct_access',
+  },
+  {
+    name: "a port published on 127.0.0.1 is not reached via the uplink's address",
+    setup: (w) => w.publish({ ...webHttp, hostIp: '127.0.0.1', hostPort: 8082, containerPort: 82 }),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40005, dport: 8082, flags: SYN })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: "a routed network's container port, published for its own address (BP_PUB_DIRECT): tracked and delivered",
+    setup: (w) => {
+      w.network(NET_A, NET_ICC);
+      w.publish({ ...webHttp, hostIp: WEB.ip, hostPort: 80, direct: true });
+    },
+    input: fromClient(tcp({ src: CLIENT, dst: WEB.ip, sport: 40010, dport: 80, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 40010, dst: WEB.ip, dport: 80, dstMac: WEB.mac, srcMac: NET_A.bridgeMac },
+    ct: publishedFlow({ proto: PROTO.TCP, client: CLIENT, clientPort: 40010, hostIp: WEB.ip, hostPort: 80, origin: WEB.ip, to: WEB, containerPort: 80, tcpFlags: TCP_SYN }),
+    counts: [portStat('tcp', WEB.ip, 80, DIR_IN)],
+  },
+  {
+    name: "the reply of a routed network's flow out: delivered to the container unchanged",
+    setup: (w) => {
+      w.network(NET_A, NET_ICC);
+      w.conntrack(webRoutedOut);
+    },
+    input: fromClient(tcp({ src: FOREIGN, dst: WEB.ip, sport: 443, dport: 43000, flags: SYN | ACK })),
+    verdict: ACT.REDIRECT,
+    out: { src: FOREIGN, sport: 443, dst: WEB.ip, dport: 43000, dstMac: WEB.mac, srcMac: NET_A.bridgeMac },
+    counts: [endpointStat(WEB, DIR_IN)],
+  },
+  {
+    name: 'a publication valid only from a later epoch is ignored',
+    setup: (w) => w.publish({ ...webHttp, epochFrom: CURRENT_EPOCH + 1 }),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40006, dport: 8080, flags: SYN })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'a publication retired at the current epoch is ignored',
+    setup: (w) => w.publish({ ...webHttp, epochFrom: 1, epochUntil: CURRENT_EPOCH }),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40007, dport: 8080, flags: SYN })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'a publication valid from the current epoch until the next is used',
+    setup: (w) => w.publish({ ...webHttp, epochFrom: CURRENT_EPOCH, epochUntil: CURRENT_EPOCH + 1 }),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { dst: WEB.ip, dport: 80 },
+    ct: clientToWebAfter(TCP_SYN),
+  },
+  {
+    name: 'the reply of a masqueraded flow: DNAT back to the container',
+    setup: (w) => w.conntrack(webOutToClient),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 80, dport: 61000, flags: SYN | ACK })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 80, dst: WEB.ip, dport: 40000, dstMac: WEB.mac, srcMac: NET_A.bridgeMac },
+    counts: [masqStat(NET_A, DIR_IN), endpointStat(WEB, DIR_IN)],
+  },
+  {
+    name: "the echo reply of a masqueraded ping: DNAT back with the container's id",
+    setup: (w) => w.conntrack(webPingOut),
+    input: fromClient(icmpEcho({ src: CLIENT, dst: HOST, id: 61001, reply: true })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, dst: WEB.ip, icmpType: ICMP.ECHO_REPLY, echoId: 0x1234, dstMac: WEB.mac },
+    counts: [masqStat(NET_A, DIR_IN)],
+  },
+  {
+    name: "a port unreachable about a masqueraded UDP flow: to the container, quoting its own address and port",
+    setup: (w) => w.conntrack(webDnsOut),
+    input: fromClient(
+      icmpError({ src: CLIENT, dst: HOST, type: ICMP.DEST_UNREACH, code: UNREACH.PORT, quoted: udp({ src: HOST, dst: CLIENT, sport: 61002, dport: 53 }) }),
+    ),
+    verdict: ACT.REDIRECT,
+    out: {
+      src: CLIENT,
+      dst: WEB.ip,
+      dstMac: WEB.mac,
+      srcMac: NET_A.bridgeMac,
+      icmpType: ICMP.DEST_UNREACH,
+      icmpCode: UNREACH.PORT,
+      inner: { src: WEB.ip, sport: 40001, dst: CLIENT, dport: 53, proto: PROTO.UDP },
+    },
+    counts: [masqStat(NET_A, DIR_IN), endpointStat(WEB, DIR_IN)],
+  },
+  {
+    name: 'fragmentation needed from a router on the path, about a masqueraded TCP flow: to the container, the router still the source',
+    setup: (w) => w.conntrack(webOutToClient),
+    input: fromClient(
+      icmpError({
+        src: FOREIGN,
+        dst: HOST,
+        type: ICMP.DEST_UNREACH,
+        code: UNREACH.FRAG_NEEDED,
+        mtu: 1400,
+        quoted: tcp({ src: HOST, dst: CLIENT, sport: 61000, dport: 80, flags: ACK, data: Buffer.alloc(100) }),
+        quoteBytes: 60,
+      }),
+    ),
+    verdict: ACT.REDIRECT,
+    out: { src: FOREIGN, dst: WEB.ip, icmpCode: UNREACH.FRAG_NEEDED, inner: { src: WEB.ip, sport: 40000, dst: CLIENT, dport: 80 } },
+  },
+  {
+    name: "fragmentation needed from a router about a published flow's reply: to the container, quoting its own address and port",
+    setup: (w) => w.conntrack(clientToWeb),
+    input: fromClient(
+      icmpError({
+        src: FOREIGN,
+        dst: HOST,
+        type: ICMP.DEST_UNREACH,
+        code: UNREACH.FRAG_NEEDED,
+        mtu: 1400,
+        quoted: tcp({ src: HOST, dst: CLIENT, sport: 8080, dport: 40000, flags: ACK, data: Buffer.alloc(1400) }),
+      }),
+    ),
+    verdict: ACT.REDIRECT,
+    out: { src: FOREIGN, dst: WEB.ip, dstMac: WEB.mac, icmpCode: UNREACH.FRAG_NEEDED, inner: { src: WEB.ip, sport: 80, dst: CLIENT, dport: 40000 } },
+    counts: [endpointStat(WEB, DIR_IN)],
+  },
+  {
+    name: 'time exceeded from a router about a masqueraded ping: to the container, quoting its address and echo id',
+    setup: (w) => w.conntrack(webPingOut),
+    input: fromClient(icmpError({ src: FOREIGN, dst: HOST, type: ICMP.TIME_EXCEEDED, code: 0, quoted: icmpEcho({ src: HOST, dst: CLIENT, id: 61001, ttl: 1 }) })),
+    verdict: ACT.REDIRECT,
+    out: { src: FOREIGN, dst: WEB.ip, icmpType: ICMP.TIME_EXCEEDED, inner: { src: WEB.ip, dst: CLIENT, proto: PROTO.ICMP, sport: 0x1234 } },
+    counts: [masqStat(NET_A, DIR_IN)],
+  },
+  {
+    name: 'an ICMP error about no flow of ours passes unchanged',
+    setup: (w) => w.conntrack(webDnsOut),
+    input: fromClient(
+      icmpError({ src: CLIENT, dst: HOST, type: ICMP.DEST_UNREACH, code: UNREACH.PORT, quoted: udp({ src: HOST, dst: CLIENT, sport: 1234, dport: 53 }) }),
+    ),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'ARP (not IPv4) passes unchanged',
+    input: arp({ senderMac: CLIENT_MAC, senderIp: CLIENT, targetIp: HOST }),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'a truncated IPv4 header (cut inside its options) passes unchanged',
+    setup: (w) => w.publish(webHttp),
+    input: cutInOptions(fromClient),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'a truncated TCP header to a published port passes unchanged',
+    setup: (w) => w.publish(webHttp),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40009, dport: 8080, flags: SYN })).subarray(0, 14 + 20 + 8),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'a later fragment (no ports) of no flow of ours passes to the stack unchanged',
+    setup: (w) => w.publish(webHttp),
+    input: fromClient(ipv4({ src: CLIENT, dst: HOST, proto: PROTO.TCP, payload: Buffer.alloc(64, 0xab), df: false, fragOffset: 185 })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  // A first fragment carries the ports: it is judged and rewritten like a whole packet.
+  {
+    name: "the first fragment of a masqueraded UDP flow's reply: DNAT back to the container",
+    setup: (w) => w.conntrack(webDnsOut),
+    input: fromClient(fragment(udp({ src: CLIENT, dst: HOST, sport: 53, dport: 61002, data: Buffer.alloc(2000, 0x5a) }), 1480)[0]),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 53, dst: WEB.ip, dport: 40001, moreFragments: true, dstMac: WEB.mac },
+  },
+  {
+    name: 'the first fragment of a datagram to a published UDP port: DNAT into the container',
+    setup: (w) => w.publish({ proto: 'udp', hostIp: HOST, hostPort: 5353, to: WEB, containerPort: 53 }),
+    input: fromClient(fragment(udp({ src: CLIENT, dst: HOST, sport: 5000, dport: 5353, data: Buffer.alloc(2000, 0x5a) }), 1480)[0]),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 5000, dst: WEB.ip, dport: 53, moreFragments: true, dstMac: WEB.mac },
+    ct: publishedFlow({ proto: PROTO.UDP, client: CLIENT, clientPort: 5000, hostIp: HOST, hostPort: 5353, origin: HOST, to: WEB, containerPort: 53 }),
+  },
+  {
+    name: "a later fragment (no ports) to a container's address: dropped as direct access",
+    input: fromClient(ipv4({ src: CLIENT, dst: WEB.ip, proto: PROTO.UDP, payload: Buffer.alloc(64, 0xab), df: false, fragOffset: 185 })),
+    verdict: ACT.SHOT,
+    drop: 'direct_access',
+  },
+  {
+    name: "a first fragment to a container's address: dropped as direct access",
+    input: fromClient(fragment(udp({ src: CLIENT, dst: WEB.ip, sport: 5000, dport: 53, data: Buffer.alloc(2000, 0x5a) }), 1480)[0]),
+    verdict: ACT.SHOT,
+    drop: 'direct_access',
+  },
+];
+
+describeTable('tc ingress on the uplink (bp_uplink_ingress)', 'tc_uplink', 'bp_uplink_ingress', UPLINK_ROWS, ({ fx, world, program }) => {
+  it('the later fragment of a datagram to a published UDP port follows its first: same DNAT, payload untouched, counted with the port', () => {
+    world.reset();
+    world.publish({ proto: 'udp', hostIp: HOST, hostPort: 5353, to: WEB, containerPort: 53 });
+    const [first, later] = fragment(udp({ src: CLIENT, dst: HOST, sport: 5000, dport: 5353, data: Buffer.alloc(2000, 0x5a) }), 1480);
+    const inCounter = portStat('udp', HOST, 5353, DIR_IN);
+    const before = readCounter(fx, inCounter);
+    const out = [first, later].map((f) => program().testRun({ data: fromClient(f) }));
+    expect(out.map((r) => r.retval)).toEqual([ACT.REDIRECT, ACT.REDIRECT]);
+    const parsed = parseFrame(out[1]!.data);
+    expect(parsed).toMatchObject({ src: CLIENT, dst: WEB.ip, fragOffset: 1480, moreFragments: false, dstMac: WEB.mac, ipChecksumOk: true });
+    expect(out[1]!.data.subarray(14 + 20).toString('hex'), 'payload').toBe(later.subarray(20).toString('hex'));
+    const after = readCounter(fx, inCounter);
+    expect({ packets: after.packets - before.packets, bytes: after.bytes - before.bytes }).toEqual({
+      packets: 2n,
+      bytes: BigInt(first.length + later.length),
+    });
+  });
+
+  it("a later fragment of another datagram (another IP id) does not follow the first: to a container's address, dropped", () => {
+    world.reset();
+    world.publish({ proto: 'udp', hostIp: HOST, hostPort: 5353, to: WEB, containerPort: 53 });
+    const [first] = fragment(udp({ src: CLIENT, dst: HOST, sport: 5000, dport: 5353, data: Buffer.alloc(2000, 0x5a) }), 1480);
+    expect(program().testRun({ data: fromClient(first) }).retval).toBe(ACT.REDIRECT);
+    const stray = ipv4({ src: CLIENT, dst: HOST, proto: PROTO.UDP, id: 0x4321, df: false, fragOffset: 185, payload: Buffer.alloc(528, 0x5a) });
+    const r = program().testRun({ data: fromClient(stray) });
+    expect({ verdict: r.retval, frame: r.data.toString('hex') }).toEqual({ verdict: ACT.OK, frame: fromClient(stray).toString('hex') });
+  });
+
+  it('the counters the daemon scrapes read the same batched (dump) as walked key by key', () => {
+    world.reset();
+    world.publish(webHttp);
+    for (let port = 40000; port < 40010; port++) {
+      expect(program().testRun({ data: fromClient(tcp({ src: CLIENT, dst: HOST, sport: port, dport: 8080, flags: SYN })) }).retval).toBe(ACT.REDIRECT);
+    }
+    const walk = (name: string): string[] => [...fx.map(name).entries()].map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort();
+    const dump = (name: string, chunk: number): string[] =>
+      fx
+        .map(name)
+        .dump(chunk)
+        .map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`)
+        .sort();
+    expect(walk('bp_ct')).toHaveLength(20);
+    for (const name of ['bp_port_stats', 'bp_endpoint_stats', 'bp_ct', 'bp_published']) {
+      expect(dump(name, 1), name).toEqual(walk(name));
+      expect(dump(name, 4096), name).toEqual(walk(name));
+    }
+  });
+});
+
+// --- tc ingress on a container's veth -------------------------------------------------
+
+const webAsChild = (w: World): void => {
+  w.network(NET_A, NET_MASQUERADE);
+  w.link(PEER, WEB, 5432, 'tcp');
+};
+const webAsParent = (w: World): void => {
+  w.network(NET_A, NET_MASQUERADE);
+  w.link(WEB, PEER, 5432, 'tcp');
+};
+const dnsFromClient = publishedFlow({ proto: PROTO.UDP, client: CLIENT, clientPort: 5000, hostIp: HOST, hostPort: 5353, origin: HOST, to: WEB, containerPort: 53 });
+const webToItselfFlow = { proto: PROTO.TCP, me: WEB, port: 42000, hostIp: HOST, hostPort: 8080, origin: HOST, containerPort: 80, gateway: NET_A.gateway };
+const webToItself = selfHairpinFlow(webToItselfFlow);
+
+const ENDPOINT_ROWS: Row[] = [
+  {
+    name: 'a spoofed source MAC is dropped',
+    input: ethernet({ src: '02:42:de:ad:be:ef', dst: NET_A.bridgeMac }, udp({ src: WEB.ip, dst: CLIENT, sport: 1000, dport: 9 })),
+    verdict: ACT.SHOT,
+    drop: 'spoofed_source',
+  },
+  {
+    name: "a spoofed source IP (the peer's) is dropped",
+    input: fromWeb(udp({ src: PEER.ip, dst: CLIENT, sport: 1000, dport: 9 })),
+    verdict: ACT.SHOT,
+    drop: 'spoofed_source',
+    uncounted: [endpointStat(WEB, DIR_OUT)],
+  },
+  {
+    name: "ARP claiming another container's IP is dropped",
+    input: arp({ senderMac: WEB.mac, senderIp: PEER.ip, targetIp: NET_A.gateway }),
+    verdict: ACT.SHOT,
+    drop: 'spoofed_source',
+  },
+  {
+    name: 'an ARP probe (sender 0.0.0.0) passes',
+    input: arp({ senderMac: WEB.mac, senderIp: '0.0.0.0', targetIp: WEB.ip }),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'ARP for its own address passes',
+    input: arp({ senderMac: WEB.mac, senderIp: WEB.ip, targetIp: NET_A.gateway }),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'to a peer on the same network with icc: redirected into the peer, MACs set',
+    input: fromWeb(tcp({ src: WEB.ip, dst: PEER.ip, sport: 41000, dport: 5432, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { dstMac: PEER.mac, srcMac: WEB.mac, src: WEB.ip, sport: 41000, dst: PEER.ip, dport: 5432 },
+    counts: [endpointStat(WEB, DIR_OUT), endpointStat(PEER, DIR_IN)],
+  },
+  {
+    name: 'to a peer with icc off: dropped',
+    setup: (w) => w.network(NET_A, NET_MASQUERADE),
+    input: fromWeb(tcp({ src: WEB.ip, dst: PEER.ip, sport: 41000, dport: 5432, flags: SYN })),
+    verdict: ACT.SHOT,
+    drop: 'icc_denied',
+    uncounted: [endpointStat(PEER, DIR_IN)],
+  },
+  {
+    name: 'icc off, a link permit for the port: redirected',
+    setup: webAsParent,
+    input: fromWeb(tcp({ src: WEB.ip, dst: PEER.ip, sport: 41000, dport: 5432, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { dstMac: PEER.mac, srcMac: WEB.mac, dst: PEER.ip, dport: 5432 },
+  },
+  {
+    name: 'icc off, a link permit for another port: dropped',
+    setup: webAsParent,
+    input: fromWeb(tcp({ src: WEB.ip, dst: PEER.ip, sport: 41000, dport: 22, flags: SYN })),
+    verdict: ACT.SHOT,
+    drop: 'icc_denied',
+  },
+  {
+    name: "icc off, the linked child's reply from its exposed port (BP_LINK_SPORT): redirected",
+    setup: webAsChild,
+    input: fromWeb(tcp({ src: WEB.ip, dst: PEER.ip, sport: 5432, dport: 41000, flags: SYN | ACK })),
+    verdict: ACT.REDIRECT,
+    out: { dstMac: PEER.mac, srcMac: WEB.mac, sport: 5432, dst: PEER.ip, dport: 41000 },
+  },
+  {
+    name: "icc off, the linked child opening a connection to its parent's port: dropped",
+    setup: webAsChild,
+    input: fromWeb(tcp({ src: WEB.ip, dst: PEER.ip, sport: 41000, dport: 5432, flags: SYN })),
+    verdict: ACT.SHOT,
+    drop: 'icc_denied',
+  },
+  {
+    name: 'to an endpoint of another network: dropped',
+    input: fromWeb(tcp({ src: WEB.ip, dst: OTHER.ip, sport: 41001, dport: 80, flags: SYN })),
+    verdict: ACT.SHOT,
+    drop: 'network_isolation',
+    uncounted: [endpointStat(OTHER, DIR_IN)],
+  },
+  {
+    name: 'an internal network to a non-local address: dropped',
+    setup: (w) => w.network(NET_A, NET_ICC | NET_INTERNAL),
+    input: fromWeb(udp({ src: WEB.ip, dst: FOREIGN, sport: 41002, dport: 53 })),
+    verdict: ACT.SHOT,
+    drop: 'internal_network',
+  },
+  {
+    name: 'an internal network to its gateway: passes to the host',
+    setup: (w) => w.network(NET_A, NET_ICC | NET_INTERNAL),
+    input: fromWeb(udp({ src: WEB.ip, dst: NET_A.gateway, sport: 41003, dport: 53 })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  {
+    name: 'hairpin to its own published port: DNAT to itself, the source rewritten to the gateway',
+    setup: (w) => w.publish(webHttp),
+    input: fromWeb(tcp({ src: WEB.ip, dst: HOST, sport: 42000, dport: 8080, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: NET_A.gateway, sport: 42000, dst: WEB.ip, dport: 80, dstMac: WEB.mac, srcMac: NET_A.bridgeMac },
+    ct: selfHairpinFlow({ ...webToItselfFlow, tcpFlags: TCP_SYN }),
+    counts: [portStat('tcp', HOST, 8080, DIR_IN), endpointStat(WEB, DIR_OUT), endpointStat(WEB, DIR_IN)],
+  },
+  {
+    name: 'the reply of a hairpin to itself: back to itself from the published port',
+    setup: (w) => w.conntrack(webToItself),
+    input: fromWeb(tcp({ src: WEB.ip, dst: NET_A.gateway, sport: 80, dport: 42000, flags: SYN | ACK })),
+    verdict: ACT.REDIRECT,
+    out: { src: HOST, sport: 8080, dst: WEB.ip, dport: 42000, dstMac: WEB.mac, srcMac: NET_A.bridgeMac },
+    counts: [portStat('tcp', HOST, 8080, DIR_OUT)],
+  },
+  {
+    name: "hairpin to a peer's wildcard publication via a host address: DNAT, the source kept",
+    setup: (w) => w.publish({ proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8083, to: PEER, containerPort: 83 }),
+    input: fromWeb(tcp({ src: WEB.ip, dst: HOST, sport: 42001, dport: 8083, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: WEB.ip, sport: 42001, dst: PEER.ip, dport: 83, dstMac: PEER.mac, srcMac: NET_A.bridgeMac },
+    ct: publishedFlow({
+      proto: PROTO.TCP,
+      client: WEB.ip,
+      clientPort: 42001,
+      hostIp: HOST,
+      hostPort: 8083,
+      origin: '0.0.0.0',
+      to: PEER,
+      containerPort: 83,
+      replyIfindex: WEB.ifindex,
+      tcpFlags: TCP_SYN,
+    }),
+    counts: [portStat('tcp', '0.0.0.0', 8083, DIR_IN), endpointStat(PEER, DIR_IN)],
+  },
+  {
+    name: "hairpin to a published port of another network's container: DNAT (publications cross networks)",
+    setup: (w) => w.publish({ proto: 'tcp', hostIp: HOST, hostPort: 8084, to: OTHER, containerPort: 84 }),
+    input: fromWeb(tcp({ src: WEB.ip, dst: HOST, sport: 42002, dport: 8084, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: WEB.ip, sport: 42002, dst: OTHER.ip, dport: 84, dstMac: OTHER.mac, srcMac: NET_B.bridgeMac },
+    ct: publishedFlow({
+      proto: PROTO.TCP,
+      client: WEB.ip,
+      clientPort: 42002,
+      hostIp: HOST,
+      hostPort: 8084,
+      origin: HOST,
+      to: OTHER,
+      containerPort: 84,
+      replyIfindex: WEB.ifindex,
+      tcpFlags: TCP_SYN,
+    }),
+  },
+  {
+    name: "an internal network to another network's published port: dropped",
+    setup: (w) => {
+      w.network(NET_A, NET_ICC | NET_INTERNAL);
+      w.publish({ proto: 'tcp', hostIp: HOST, hostPort: 8084, to: OTHER, containerPort: 84 });
+    },
+    input: fromWeb(tcp({ src: WEB.ip, dst: HOST, sport: 42002, dport: 8084, flags: SYN })),
+    verdict: ACT.SHOT,
+    drop: 'internal_network',
+  },
+  {
+    name: "a routed network's direct publication is no hairpin: to the peer by icc, untracked",
+    setup: (w) => {
+      w.network(NET_A, NET_ICC);
+      w.publish({ proto: 'tcp', hostIp: PEER.ip, hostPort: 80, to: PEER, containerPort: 80, direct: true });
+    },
+    input: fromWeb(tcp({ src: WEB.ip, dst: PEER.ip, sport: 42003, dport: 80, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: WEB.ip, dst: PEER.ip, dport: 80, dstMac: PEER.mac, srcMac: WEB.mac },
+  },
+  {
+    name: "icc off: hairpin to a peer's published port is dropped",
+    setup: (w) => {
+      w.network(NET_A, NET_MASQUERADE);
+      w.publish({ proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8083, to: PEER, containerPort: 83 });
+    },
+    input: fromWeb(tcp({ src: WEB.ip, dst: HOST, sport: 42001, dport: 8083, flags: SYN })),
+    verdict: ACT.SHOT,
+    drop: 'icc_denied',
+    ct: [],
+  },
+  {
+    name: 'the reply of a published flow: the source rewritten to the host IP:port, routed out',
+    setup: (w) => w.conntrack(clientToWeb),
+    input: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 80, dport: 40000, flags: SYN | ACK })),
+    verdict: ROUTED,
+    out: { src: HOST, sport: 8080, dst: CLIENT, dport: 40000 },
+    counts: [portStat('tcp', HOST, 8080, DIR_OUT), endpointStat(WEB, DIR_OUT)],
+    uncounted: [masqStat(NET_A, DIR_OUT)],
+  },
+  {
+    name: 'the next packet of a masqueraded flow: the source rewritten to the uplink address and NAT port, routed out',
+    setup: (w) => w.conntrack(webOutToClient),
+    input: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: ACK })),
+    verdict: ROUTED,
+    out: { src: HOST, sport: 61000, dst: CLIENT, dport: 80 },
+    counts: [masqStat(NET_A, DIR_OUT)],
+  },
+  {
+    name: 'a port unreachable from the container about a published UDP flow: from the host IP, quoting the host IP:port',
+    setup: (w) => w.conntrack(dnsFromClient),
+    input: fromWeb(
+      icmpError({ src: WEB.ip, dst: CLIENT, type: ICMP.DEST_UNREACH, code: UNREACH.PORT, quoted: udp({ src: CLIENT, dst: WEB.ip, sport: 5000, dport: 53 }) }),
+    ),
+    verdict: ROUTED,
+    out: {
+      src: HOST,
+      dst: CLIENT,
+      icmpType: ICMP.DEST_UNREACH,
+      icmpCode: UNREACH.PORT,
+      inner: { src: CLIENT, sport: 5000, dst: HOST, dport: 5353, proto: PROTO.UDP },
+    },
+  },
+  {
+    name: 'a port unreachable from the container about the reply of its masqueraded flow: from the uplink address, quoting the NAT port',
+    setup: (w) => w.conntrack(webDnsOut),
+    input: fromWeb(
+      icmpError({ src: WEB.ip, dst: CLIENT, type: ICMP.DEST_UNREACH, code: UNREACH.PORT, quoted: udp({ src: CLIENT, dst: WEB.ip, sport: 53, dport: 40001 }) }),
+    ),
+    verdict: ROUTED,
+    out: { src: HOST, dst: CLIENT, icmpType: ICMP.DEST_UNREACH, inner: { src: CLIENT, sport: 53, dst: HOST, dport: 61002, proto: PROTO.UDP } },
+    counts: [masqStat(NET_A, DIR_OUT)],
+  },
+  {
+    name: 'a routed network (masquerade off) to outside: tracked without a rewrite, routed out',
+    setup: (w) => w.network(NET_A, NET_ICC),
+    input: fromWeb(tcp({ src: WEB.ip, dst: FOREIGN, sport: 43000, dport: 443, flags: SYN })),
+    verdict: ROUTED,
+    out: { src: WEB.ip, sport: 43000, dst: FOREIGN, dport: 443 },
+    ct: webRoutedOut,
+    uncounted: [masqStat(NET_A, DIR_OUT)],
+  },
+  {
+    name: 'a truncated IPv4 header (cut inside its options) from a container is dropped',
+    input: cutInOptions(fromWeb, WEB.ip),
+    verdict: ACT.SHOT,
+    drop: 'invalid_packet',
+  },
+  {
+    name: 'a device that is no endpoint: passes unchanged, nothing checked',
+    setup: (w) => w.forgetDevice(WEB.ifindex),
+    input: ethernet({ src: '02:42:de:ad:be:ef', dst: NET_A.bridgeMac }, udp({ src: PEER.ip, dst: CLIENT, sport: 1000, dport: 9 })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+  // A later fragment whose first was not seen has no ports: only what needs none lets it through.
+  {
+    name: 'a later fragment of no known datagram, out of a masquerading network: dropped (it would leave with the container address)',
+    input: fromWeb(ipv4({ src: WEB.ip, dst: CLIENT, proto: PROTO.UDP, payload: Buffer.alloc(64, 0xab), df: false, fragOffset: 185 })),
+    verdict: ACT.SHOT,
+    drop: 'invalid_packet',
+  },
+  {
+    name: 'a later fragment of no known datagram, to a peer with icc on: redirected',
+    input: fromWeb(ipv4({ src: WEB.ip, dst: PEER.ip, proto: PROTO.UDP, payload: Buffer.alloc(64, 0xab), df: false, fragOffset: 185 })),
+    verdict: ACT.REDIRECT,
+    out: { src: WEB.ip, dst: PEER.ip, dstMac: PEER.mac },
+    counts: [endpointStat(PEER, DIR_IN)],
+  },
+  {
+    name: 'a later fragment of no known datagram, to a peer with icc off: dropped (no port for a link permit)',
+    setup: webAsParent,
+    input: fromWeb(ipv4({ src: WEB.ip, dst: PEER.ip, proto: PROTO.TCP, payload: Buffer.alloc(64, 0xab), df: false, fragOffset: 185 })),
+    verdict: ACT.SHOT,
+    drop: 'icc_denied',
+  },
+  {
+    name: 'a later fragment of no known datagram, to a container of another network: dropped',
+    input: fromWeb(ipv4({ src: WEB.ip, dst: OTHER.ip, proto: PROTO.UDP, payload: Buffer.alloc(64, 0xab), df: false, fragOffset: 185 })),
+    verdict: ACT.SHOT,
+    drop: 'network_isolation',
+  },
+  {
+    name: 'a later fragment of no known datagram, to the gateway: passes to the host stack unchanged',
+    input: fromWeb(ipv4({ src: WEB.ip, dst: NET_A.gateway, proto: PROTO.UDP, payload: Buffer.alloc(64, 0xab), df: false, fragOffset: 185 })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+  },
+];
+
+// What the bridge or the host stack delivers to the container (egress of the host side of its veth): counted only.
+const toWeb = (dst: string): Buffer => ethernet({ src: NET_A.bridgeMac, dst: WEB.mac }, udp({ src: NET_A.gateway, dst, sport: 1, dport: 2 }));
+const ENDPOINT_EGRESS_ROWS: Row[] = [
+  { name: 'to the container: counted as its rx', input: toWeb(WEB.ip), verdict: ACT.OK, out: 'unchanged', counts: [endpointStat(WEB, DIR_IN)] },
+  { name: 'multicast the bridge floods: not counted', input: toWeb('224.0.0.1'), verdict: ACT.OK, out: 'unchanged', uncounted: [endpointStat(WEB, DIR_IN)] },
+  { name: 'subnet broadcast: not counted', input: toWeb('172.20.255.255'), verdict: ACT.OK, out: 'unchanged', uncounted: [endpointStat(WEB, DIR_IN)] },
+  {
+    name: 'ARP: not counted',
+    input: arp({ senderMac: NET_A.bridgeMac, senderIp: NET_A.gateway, targetIp: WEB.ip, dstMac: WEB.mac }),
+    verdict: ACT.OK,
+    out: 'unchanged',
+    uncounted: [endpointStat(WEB, DIR_IN)],
+  },
+];
+
+describeTable("tc ingress on a container's veth: what it sends (bp_endpoint_ingress)", 'tc_endpoint', 'bp_endpoint_ingress', ENDPOINT_ROWS, ({ fx, world, program }) => {
+  it('the later fragment of a masqueraded UDP datagram follows its first: the source becomes the uplink address, counted as masquerade', () => {
+    world.reset();
+    world.conntrack(webDnsOut);
+    const [first, later] = fragment(udp({ src: WEB.ip, dst: CLIENT, sport: 40001, dport: 53, data: Buffer.alloc(2000, 0x5a) }), 1480);
+    const out = masqStat(NET_A, DIR_OUT);
+    const before = readCounter(fx, out);
+    const runs = [first, later].map((f) => program().testRun({ data: fromWeb(f) }));
+    for (const r of runs) expect(ROUTED).toContain(r.retval);
+    expect(parseFrame(runs[0]!.data)).toMatchObject({ src: HOST, sport: 61002, dst: CLIENT, dport: 53, moreFragments: true, ipChecksumOk: true });
+    expect(parseFrame(runs[1]!.data)).toMatchObject({ src: HOST, dst: CLIENT, fragOffset: 1480, moreFragments: false, ipChecksumOk: true });
+    expect(runs[1]!.data.subarray(14 + 20).toString('hex'), 'payload').toBe(later.subarray(20).toString('hex'));
+    const after = readCounter(fx, out);
+    expect({ packets: after.packets - before.packets, bytes: after.bytes - before.bytes }).toEqual({
+      packets: 2n,
+      bytes: BigInt(first.length + later.length),
+    });
+  });
+
+  it('the later fragment of a datagram to a linked container (icc off) follows its first: the link permits both', () => {
+    world.reset();
+    world.network(NET_A, NET_MASQUERADE);
+    world.link(WEB, PEER, 5432, 'udp');
+    const [first, later] = fragment(udp({ src: WEB.ip, dst: PEER.ip, sport: 40002, dport: 5432, data: Buffer.alloc(2000, 0x5a) }), 1480);
+    const runs = [first, later].map((f) => program().testRun({ data: fromWeb(f) }));
+    expect(runs.map((r) => r.retval)).toEqual([ACT.REDIRECT, ACT.REDIRECT]);
+    expect(parseFrame(runs[1]!.data)).toMatchObject({ src: WEB.ip, dst: PEER.ip, dstMac: PEER.mac, fragOffset: 1480 });
+  });
+});
+describeTable("tc egress on a container's veth: what is delivered to it (bp_endpoint_egress)", 'tc_endpoint', 'bp_endpoint_egress', ENDPOINT_EGRESS_ROWS);
+
+// --- XDP prefilter on the uplink ------------------------------------------------------
+
+const denyNet = (w: World): void => w.deny({ addr: DENIED_NET, prefixLen: 24 });
+const denySsh = (w: World): void => w.deny({ addr: CLIENT, prefixLen: 32 }, { port: 22, proto: PROTO.TCP });
+
+const XDP_ROWS: Row[] = [
+  {
+    name: 'UDP from a denied prefix: dropped',
+    setup: denyNet,
+    input: fromClient(udp({ src: DENIED_HOST, dst: HOST, sport: 1000, dport: 53 })),
+    verdict: XDP.DROP,
+    drop: 'deny_list',
+    counts: [xdpStat(XDP_DROP)],
+  },
+  {
+    name: 'TCP from a denied prefix, to any port: dropped',
+    setup: denyNet,
+    input: fromClient(tcp({ src: DENIED_HOST, dst: HOST, sport: 1000, dport: 8080, flags: SYN })),
+    verdict: XDP.DROP,
+    drop: 'deny_list',
+    counts: [xdpStat(XDP_DROP)],
+  },
+  {
+    name: 'ICMP (no port) from a denied prefix: dropped',
+    setup: denyNet,
+    input: fromClient(icmpEcho({ src: DENIED_HOST, dst: HOST, id: 7 })),
+    verdict: XDP.DROP,
+    drop: 'deny_list',
+  },
+  {
+    name: 'a source outside the denied prefix: passes',
+    setup: denyNet,
+    input: fromClient(udp({ src: '203.0.114.9', dst: HOST, sport: 1000, dport: 53 })),
+    verdict: XDP.PASS,
+    out: 'unchanged',
+    counts: [xdpStat(XDP_PASS)],
+    uncounted: [xdpStat(XDP_DROP)],
+  },
+  {
+    name: 'ARP (not IPv4) from a denied prefix: passes',
+    setup: denyNet,
+    input: arp({ senderMac: CLIENT_MAC, senderIp: DENIED_HOST, targetIp: HOST }),
+    verdict: XDP.PASS,
+    out: 'unchanged',
+  },
+  {
+    name: 'a truncated IPv4 header from a denied prefix: passes (to the stack, which drops it)',
+    setup: denyNet,
+    input: fromClient(udp({ src: DENIED_HOST, dst: HOST, sport: 1000, dport: 53 })).subarray(0, 14 + 12),
+    verdict: XDP.PASS,
+    out: 'unchanged',
+    counts: [xdpStat(XDP_PASS)],
+  },
+  {
+    name: 'a port-specific deny: that port and protocol dropped',
+    setup: denySsh,
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 1000, dport: 22, flags: SYN })),
+    verdict: XDP.DROP,
+    drop: 'deny_list',
+  },
+  {
+    name: 'a port-specific deny: a first fragment with the TCP header cut short (8 bytes, ports included) is dropped',
+    setup: denySsh,
+    input: fromClient(
+      ipv4({ src: CLIENT, dst: HOST, proto: PROTO.TCP, df: false, mf: true, payload: tcp({ src: CLIENT, dst: HOST, sport: 1000, dport: 22, flags: SYN }).subarray(20, 28) }),
+    ),
+    verdict: XDP.DROP,
+    drop: 'deny_list',
+  },
+  {
+    name: 'a port-specific deny: another port passes',
+    setup: denySsh,
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 1000, dport: 8080, flags: SYN })),
+    verdict: XDP.PASS,
+    out: 'unchanged',
+  },
+  {
+    name: 'a port-specific deny: the same port over another protocol passes',
+    setup: denySsh,
+    input: fromClient(udp({ src: CLIENT, dst: HOST, sport: 1000, dport: 22 })),
+    verdict: XDP.PASS,
+    out: 'unchanged',
+  },
+  {
+    name: 'a port-specific deny: the port as a source port passes',
+    setup: denySsh,
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 22, dport: 40000, flags: SYN | ACK })),
+    verdict: XDP.PASS,
+    out: 'unchanged',
+  },
+  {
+    name: 'a port-specific deny: another source passes',
+    setup: denySsh,
+    input: fromClient(tcp({ src: '198.18.0.3', dst: HOST, sport: 1000, dport: 22, flags: SYN })),
+    verdict: XDP.PASS,
+    out: 'unchanged',
+  },
+];
+
+describeTable('XDP prefilter on the uplink (bp_prefilter)', 'xdp_prefilter', 'bp_prefilter', XDP_ROWS);
+

@@ -78,6 +78,10 @@ describePriv.each(DATAPATHS)('isolation and masquerade (%s)', (datapath) => {
       expect(peerIp(tcp)).toBe(topo.hostIp);
       const udp = await probe(inContainer(d, 'masq'), 'udp', topo.clientIp, 7778);
       expect(peerIp(udp)).toBe(topo.hostIp);
+      // Larger than the MTU: every fragment leaves with the uplink address, every reply fragment comes back.
+      const big = await probe(inContainer(d, 'masq'), 'udp', topo.clientIp, 7778, { size: 4000 });
+      expect(big.ok, JSON.stringify(big)).toBe(true);
+      expect(peerIp(big)).toBe(topo.hostIp);
 
       await ok(d, ['network', 'create', 'routed', '--subnet', '172.29.0.0/24', '--masquerade=false']);
       const plain = await runEcho(d, 'plain', { network: 'routed' });

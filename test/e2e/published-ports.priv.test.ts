@@ -23,6 +23,16 @@ describePriv.each(DATAPATHS)('published ports (%s)', (datapath) => {
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8081)).ok).toBe(false);
   });
 
+  it('forwards UDP datagrams larger than the MTU (fragments both ways), keeping the client address', async () => {
+    const { topo, d } = env();
+    await runEcho(d, 'big', { flags: ['-p', '5356:53/udp'] });
+    // 4000 bytes over 1500-byte links: three fragments in, three in the reply.
+    const udp = await probe(topo.inClient, 'udp', topo.hostIp, 5356, { size: 4000 });
+    expect(udp.ok, JSON.stringify(udp)).toBe(true);
+    expect(peerIp(udp)).toBe(topo.clientIp);
+    expect(localPort(udp)).toBe(53);
+  });
+
   it('binds only the given host address', async () => {
     const { topo, d } = env();
     await topo.inHost('ip', ['addr', 'add', '198.18.0.3/24', 'dev', topo.uplink]);

@@ -22,6 +22,8 @@ export const FIXTURES: { echoServer: string; probe: string } = {
 export interface ProbeOptions {
   timeoutMs?: number;
   sourcePort?: number;
+  /** UDP payload bytes (the echo server's reply is as long). */
+  size?: number;
 }
 
 function probeArgs(proto: 'tcp' | 'udp', host: string, port: number, opts: ProbeOptions, count: number): string[] {
@@ -29,6 +31,7 @@ function probeArgs(proto: 'tcp' | 'udp', host: string, port: number, opts: Probe
   if (opts.timeoutMs !== undefined) args.push('--timeout', String(opts.timeoutMs));
   if (opts.sourcePort !== undefined) args.push('--source-port', String(opts.sourcePort));
   if (count !== 1) args.push('--count', String(count));
+  if (opts.size !== undefined) args.push('--size', String(opts.size));
   return args;
 }
 

@@ -70,6 +70,7 @@ describe('renderRules: default network, icc=true, -p 8080:80 (Docker §2.3 + --u
 
   it('renders the nat table: masquerade, LOCAL-source masquerade, own-port hairpin, DNAT without ! -i br', () => {
     expect(rules.nat).toEqual([
+      '-A BRIDGEPORT-POSTROUTING -s 172.17.0.0/16 ! -o bp0 -m conntrack ! --ctstate DNAT -m comment --comment bridgeport:count:masq-out:bp0',
       '-A BRIDGEPORT-POSTROUTING -s 172.17.0.0/16 ! -o bp0 -m comment --comment bridgeport:masquerade:bridge -j MASQUERADE',
       '-A BRIDGEPORT-POSTROUTING -o bp0 -m addrtype --src-type LOCAL -j MASQUERADE',
       '-A BRIDGEPORT-POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE',
@@ -80,6 +81,7 @@ describe('renderRules: default network, icc=true, -p 8080:80 (Docker §2.3 + --u
 
   it('renders the raw table: direct-access DROP per endpoint, network isolation first for traffic from a bridge', () => {
     expect(rules.raw).toEqual([
+      '-A BRIDGEPORT-COUNT-PRE -s 172.17.0.2/32 -i bp0 -m comment --comment bridgeport:count:tx:vethweb0',
       '-A BRIDGEPORT-RAW -i bp0 -j MARK --set-xmark 0x100000/0x100000',
       '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m mark --mark 0x100000/0x100000 -m comment --comment bridgeport:drop:network_isolation -j DROP',
       '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m comment --comment bridgeport:drop:direct_access -j DROP',
@@ -114,6 +116,7 @@ describe('renderRules: a network with no containers', () => {
       '-A BRIDGEPORT ! -i bp0 -o bp0 -m comment --comment bridgeport:drop:network_isolation -j DROP',
     ]);
     expect(rules.nat).toEqual([
+      '-A BRIDGEPORT-POSTROUTING -s 172.17.0.0/16 ! -o bp0 -m conntrack ! --ctstate DNAT -m comment --comment bridgeport:count:masq-out:bp0',
       '-A BRIDGEPORT-POSTROUTING -s 172.17.0.0/16 ! -o bp0 -m comment --comment bridgeport:masquerade:bridge -j MASQUERADE',
       '-A BRIDGEPORT-POSTROUTING -o bp0 -m addrtype --src-type LOCAL -j MASQUERADE',
     ]);
@@ -170,6 +173,7 @@ describe('renderRules: internal network', () => {
     const rules = renderRules(model({ networks: [{ ...internal, masquerade: true }], endpoints: [ep] }));
     expect(rules.nat).toEqual([]);
     expect(rules.raw).toEqual([
+      '-A BRIDGEPORT-COUNT-PRE -s 10.9.0.2/32 -i bp-secret -m comment --comment bridgeport:count:tx:vethweb0',
       '-A BRIDGEPORT-RAW -i bp-secret -j MARK --set-xmark 0x100000/0x100000',
       '-A BRIDGEPORT-RAW -d 10.9.0.2/32 ! -i bp-secret -m mark --mark 0x100000/0x100000 -m comment --comment bridgeport:drop:network_isolation -j DROP',
       '-A BRIDGEPORT-RAW -d 10.9.0.2/32 ! -i bp-secret -m comment --comment bridgeport:drop:direct_access -j DROP',
@@ -215,6 +219,7 @@ describe('renderRules: host addresses', () => {
       '-A BRIDGEPORT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -m comment --comment bridgeport:port:tcp:127.0.0.1:8080 -j DNAT --to-destination 172.17.0.2:80',
     );
     expect(rules.raw).toEqual([
+      '-A BRIDGEPORT-COUNT-PRE -s 172.17.0.2/32 -i bp0 -m comment --comment bridgeport:count:tx:vethweb0',
       '-A BRIDGEPORT-RAW -i bp0 -j MARK --set-xmark 0x100000/0x100000',
       '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m mark --mark 0x100000/0x100000 -m comment --comment bridgeport:drop:network_isolation -j DROP',
       '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m comment --comment bridgeport:drop:direct_access -j DROP',
@@ -229,6 +234,7 @@ describe('renderRules: host addresses', () => {
       '-A BRIDGEPORT -d 192.0.2.10/32 -p tcp -m tcp --dport 8080 -m comment --comment bridgeport:port:tcp:192.0.2.10:8080 -j DNAT --to-destination 172.17.0.2:80',
     );
     expect(rules.raw).toEqual([
+      '-A BRIDGEPORT-COUNT-PRE -s 172.17.0.2/32 -i bp0 -m comment --comment bridgeport:count:tx:vethweb0',
       '-A BRIDGEPORT-RAW -i bp0 -j MARK --set-xmark 0x100000/0x100000',
       '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m mark --mark 0x100000/0x100000 -m comment --comment bridgeport:drop:network_isolation -j DROP',
       '-A BRIDGEPORT-RAW -d 172.17.0.2/32 ! -i bp0 -m comment --comment bridgeport:drop:direct_access -j DROP',

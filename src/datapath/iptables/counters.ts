@@ -1,7 +1,8 @@
 import { parseCidr } from '../../ipam/ipv4.js';
 import type { Proto } from '../../model/port-spec.js';
 import { type Counter, type DatapathStats, type DpNetwork, DROP_REASONS, type DropReason } from '../datapath.js';
-import type { Saved } from './restore.js';
+import { OWN_CHAINS, type TableName } from './render.js';
+import type { Saved, SavedTable } from './restore.js';
 
 /**
  * The iptables datapath's counters: the rules' own packet/byte counters (one
@@ -37,19 +38,25 @@ const add = (a: Counter, b: Counter): Counter => ({ packets: a.packets + b.packe
 const zero = (): Counter => ({ packets: 0, bytes: 0 });
 
 /**
- * Drop reasons iptables can observe: each has DROP rules of its own. Not here:
- * spoofed_source (no anti-spoofing in this datapath), conntrack_full and
- * nat_ports_exhausted (the kernel's conntrack and NAT do not say),
- * invalid_packet (no rule drops INVALID), no_published_port (nothing drops it).
+ * Drop reasons iptables can observe: each has DROP rules of its own. Absent, not zero:
+ * spoofed_source: this datapath has no anti-spoofing (nor has Docker);
+ * no_published_port: nothing drops it, the host's own stack answers;
+ * conntrack_full, nat_ports_exhausted: the kernel drops those itself, no rule sees them
+ * (`conntrack -S` drop is packets only, and not only for a full table);
+ * invalid_packet: no rule drops INVALID.
  */
 export const OBSERVED_DROPS: readonly DropReason[] = ['icc_denied', 'network_isolation', 'internal_network', 'direct_access', 'deny_list'];
 
 export function countersFrom(saved: Saved, flows: Flow[], networks: DpNetwork[]): DatapathStats {
+  // Rules of one comment add up (a masquerade counter has one in nat and one in
+  // mangle, a drop reason many); only bridgeport's own chains count, never the operator's.
   const byComment = new Map<string, Counter>();
-  for (const table of Object.values(saved)) {
+  for (const [name, table] of Object.entries(saved) as [TableName, SavedTable | undefined][]) {
+    const own = new Set(OWN_CHAINS[name] ?? []);
     table?.rules.forEach((rule, i) => {
       const comment = /--comment "?(bridgeport:[^\s"]+)"?/.exec(rule)?.[1];
-      if (comment) byComment.set(comment, add(byComment.get(comment) ?? zero(), counterOf(table.counters[i] ?? '')));
+      if (!comment || !own.has(rule.split(' ')[1] ?? '')) return;
+      byComment.set(comment, add(byComment.get(comment) ?? zero(), counterOf(table.counters[i] ?? '')));
     });
   }
 
@@ -65,36 +72,41 @@ export function countersFrom(saved: Saved, flows: Flow[], networks: DpNetwork[])
       const [proto, hostIp, hostPort] = rest;
       const id = rest.join(':');
       const row = ports.get(id) ?? { proto: proto as Proto, hostIp: hostIp!, hostPort: Number(hostPort), in: zero(), out: zero() };
-      row[what === 'port-in' ? 'in' : 'out'] = c;
+      const dir = what === 'port-in' ? 'in' : 'out';
+      row[dir] = add(row[dir], c);
       ports.set(id, row);
     } else if (kind === 'count' && (what === 'rx' || what === 'tx')) {
       const hostIf = rest.join(':');
       const row = endpoints.get(hostIf) ?? { hostIf, rx: zero(), tx: zero() };
-      row[what] = c;
+      row[what] = add(row[what], c);
       endpoints.set(hostIf, row);
     } else if (kind === 'count' && (what === 'masq-in' || what === 'masq-out')) {
       const bridge = rest.join(':');
       const row = masquerade.get(bridge) ?? { bridge, in: zero(), out: zero() };
-      row[what === 'masq-in' ? 'in' : 'out'] = c;
+      const dir = what === 'masq-in' ? 'in' : 'out';
+      row[dir] = add(row[dir], c);
       masquerade.set(bridge, row);
     }
   }
 
-  // Flows touching bridgeport's networks: DNATed to a container (published),
-  // SNATed from one (masquerade), or any other flow of a container address.
-  const subnets = networks.map((n) => ({ bridge: n.bridge, ...parseCidr(n.subnet) }));
-  const networkOf = (ip: string) => subnets.find((s) => inSubnet(ip, s.network, s.prefix));
+  // Flows of containers (a network's gateway is the host's own address): DNATed
+  // to a container (published), SNATed from one (masquerade), or any other.
+  // Connections of host processes to a published port are DNATed and SNATed to
+  // the gateway; they count as other, as in eBPF, where they involve no NAT.
+  const subnets = networks.map((n) => ({ bridge: n.bridge, gateway: n.gateway, ...parseCidr(n.subnet) }));
+  const networkOf = (ip: string) => subnets.find((s) => ip !== s.gateway && inSubnet(ip, s.network, s.prefix));
+  const isGateway = (ip: string) => subnets.some((s) => s.gateway === ip);
   const conntrack = { published: 0, masquerade: 0, other: 0 };
   const natPorts = new Map<string, number>();
   for (const f of flows) {
     const dnat = f.reply.src !== f.orig.dst;
     const snat = f.reply.dst !== f.orig.src;
-    if (dnat && networkOf(f.reply.src)) conntrack.published++;
-    else if (snat && networkOf(f.orig.src)) {
+    const from = networkOf(f.orig.src);
+    if (dnat && networkOf(f.reply.src) && (from || !(snat && isGateway(f.reply.dst)))) conntrack.published++;
+    else if (snat && !dnat && from) {
       conntrack.masquerade++;
-      const bridge = networkOf(f.orig.src)!.bridge;
-      natPorts.set(bridge, (natPorts.get(bridge) ?? 0) + 1);
-    } else if (networkOf(f.orig.src) || networkOf(f.orig.dst)) conntrack.other++;
+      natPorts.set(from.bridge, (natPorts.get(from.bridge) ?? 0) + 1);
+    } else if (from || networkOf(f.orig.dst) || networkOf(f.reply.src) || networkOf(f.reply.dst)) conntrack.other++;
   }
 
   return {

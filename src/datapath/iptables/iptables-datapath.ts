@@ -55,12 +55,9 @@ export class IptablesDatapath implements Datapath {
   }
 
   async stats(): Promise<DatapathStats> {
-    const saved = parseSave(await run('iptables-save', ['-c']));
-    const flows = await run('conntrack', ['-L']).catch((err: unknown) => {
-      // An empty table is not an error; a missing tool or module is.
-      if (err instanceof CommandError && err.exitCode === 0) return '';
-      throw err;
-    });
+    // One save of every table: all rule counters of one instant. An empty
+    // conntrack table prints no lines (exit 0; "0 flow entries" on stderr).
+    const [saved, flows] = await Promise.all([this.save(), run('conntrack', ['-L'])]);
     return countersFrom(saved, parseConntrack(flows), [...this.bridges.values()]);
   }
 

@@ -20,6 +20,8 @@ export const CHAINS = {
   raw: 'BRIDGEPORT-RAW',
   countPre: 'BRIDGEPORT-COUNT-PRE',
   countPost: 'BRIDGEPORT-COUNT-POST',
+  /** Never jumped to: holds the counts of drop rules that went away, so drops per reason only grow. */
+  countRetired: 'BRIDGEPORT-COUNT-RETIRED',
 } as const;
 
 /**
@@ -33,8 +35,14 @@ export const FROM_BRIDGE_MARK = '0x100000/0x100000';
 export const OWN_CHAINS: Record<TableName, readonly string[]> = {
   filter: [CHAINS.forward, CHAINS.ct, CHAINS.internal, CHAINS.bridge, CHAINS.ports],
   nat: [CHAINS.dnat, CHAINS.postrouting],
-  raw: [CHAINS.raw],
-  mangle: [CHAINS.countPre, CHAINS.countPost],
+  raw: [CHAINS.countPre, CHAINS.raw],
+  mangle: [CHAINS.countPost, CHAINS.countRetired],
+};
+
+/** Chains of earlier versions, in tables bridgeport no longer uses them in: removed with the jumps to them. */
+export const FORMER_CHAINS: Partial<Record<TableName, readonly string[]>> = {
+  // tx counting moved to raw, before the rules that drop.
+  mangle: [CHAINS.countPre],
 };
 
 /** A jump from a built-in chain, in the exact form iptables-save prints it. */
@@ -53,9 +61,10 @@ export const JUMPS: readonly Jump[] = [
   // No loopback exclusion: host processes reach published ports on 127.0.0.1 too (no userland proxy).
   { table: 'nat', chain: 'OUTPUT', rule: `-m addrtype --dst-type LOCAL -j ${CHAINS.dnat}`, first: true },
   { table: 'nat', chain: 'POSTROUTING', rule: `-j ${CHAINS.postrouting}`, first: false },
+  // Counting only (no verdicts): what containers send, before any rule drops it
+  // (raw PREROUTING comes first), and what leaves after filtering (mangle POSTROUTING).
+  { table: 'raw', chain: 'PREROUTING', rule: `-j ${CHAINS.countPre}`, first: true },
   { table: 'raw', chain: 'PREROUTING', rule: `-j ${CHAINS.raw}`, first: true },
-  // Counting only (no verdicts): what arrives (PREROUTING) and what leaves after filtering (POSTROUTING).
-  { table: 'mangle', chain: 'PREROUTING', rule: `-j ${CHAINS.countPre}`, first: true },
   { table: 'mangle', chain: 'POSTROUTING', rule: `-j ${CHAINS.countPost}`, first: true },
 ];
 
@@ -68,6 +77,13 @@ const portMatch = (proto: string, flag: '--dport' | '--sport', port: number): st
   `-p ${proto} -m ${proto} ${flag} ${port}`;
 
 const isLoopback = (ip: string): boolean => ip.startsWith('127.');
+
+/**
+ * Published-port flows (hairpin, also from another network) are DNATed: they
+ * count as port traffic, never as masquerade, as in the eBPF datapath.
+ */
+const notDnat = '-m conntrack ! --ctstate DNAT';
+const masqOut = (bridge: string): string => `bridgeport:count:masq-out:${bridge}`;
 
 function dnatRule(p: DpPort): string {
   const dst = p.hostIp === '0.0.0.0' ? '' : `-d ${p.hostIp}/32 `;
@@ -132,6 +148,9 @@ export function renderRules(model: DatapathModel): RuleSet {
   for (const n of nets) {
     if (n.internal) continue;
     if (n.masquerade) {
+      // The first packet of a flow is masqueraded here, after mangle POSTROUTING has seen it
+      // without its SNAT state: it is counted here, the flow's later packets in mangle.
+      nat.push(`-A ${CHAINS.postrouting} -s ${n.subnet} ! -o ${n.bridge} ${notDnat} ${comment(masqOut(n.bridge))}`);
       nat.push(`-A ${CHAINS.postrouting} -s ${n.subnet} ! -o ${n.bridge} ${comment(`bridgeport:masquerade:${n.name}`)} -j MASQUERADE`);
     }
     nat.push(`-A ${CHAINS.postrouting} -o ${n.bridge} -m addrtype --src-type LOCAL -j MASQUERADE`);
@@ -175,17 +194,21 @@ export function renderRules(model: DatapathModel): RuleSet {
   }
   if (guarded.length) raw.push(`-A ${CHAINS.raw} -j MARK --set-xmark 0x0/${FROM_BRIDGE_MARK.split('/')[1]}`);
 
-  return { filter, nat, raw, mangle: renderCounters(model) };
+  const counters = renderCounters(model);
+  return { filter, nat, raw: [...counters.raw, ...raw], mangle: counters.mangle };
 }
 
 /**
- * Counting rules (mangle, no verdicts), one per counter, named by comment
+ * Counting rules (no verdicts), one per counter, named by comment
  * `bridgeport:count:KIND:ID`; bytes are the IP packet's, as the eBPF datapath
- * counts them. `tx` and a port's `in` are what a container sent or was sent
- * (PREROUTING / POSTROUTING after filtering); connections from host processes
- * are not port traffic (eBPF connects their sockets without NAT).
+ * counts them. `tx` is what a container sent, counted in raw PREROUTING before
+ * any rule can drop it (as eBPF counts it before its policy); the rest is what
+ * leaves after filtering, in mangle POSTROUTING. A masquerade `out` counter
+ * also has a rule in nat (see renderRules): rules of one comment add up.
+ * Connections from host processes are not port traffic (eBPF connects their
+ * sockets without NAT).
  */
-export function renderCounters(model: DatapathModel): string[] {
+export function renderCounters(model: DatapathModel): { raw: string[]; mangle: string[] } {
   const pre: string[] = [];
   const post: string[] = [];
   for (const e of model.endpoints) {
@@ -208,12 +231,15 @@ export function renderCounters(model: DatapathModel): string[] {
   }
   for (const n of model.networks) {
     if (!n.masquerade || n.internal) continue;
-    // The MASQUERADE rule's own match: every packet it rewrites (its counter sees only the first).
-    post.push(`-A ${CHAINS.countPost} -s ${n.subnet} ! -o ${n.bridge} ${comment(`bridgeport:count:masq-out:${n.bridge}`)}`);
-    // Replies and related errors of masqueraded flows; hairpin flows are DNAT too and are port traffic.
+    // Packets of masqueraded flows leaving, but the first: it is not yet SNAT here
+    // (nat POSTROUTING comes later) and is counted beside the MASQUERADE rule.
     post.push(
-      `-A ${CHAINS.countPost} -d ${n.subnet} -o ${n.bridge} -m conntrack --ctstate SNAT --ctdir REPLY -m conntrack ! --ctstate DNAT ${comment(`bridgeport:count:masq-in:${n.bridge}`)}`,
+      `-A ${CHAINS.countPost} -s ${n.subnet} ! -o ${n.bridge} -m conntrack --ctstate SNAT --ctdir ORIGINAL ${notDnat} ${comment(masqOut(n.bridge))}`,
+    );
+    // Replies and related errors of masqueraded flows.
+    post.push(
+      `-A ${CHAINS.countPost} -d ${n.subnet} -o ${n.bridge} -m conntrack --ctstate SNAT --ctdir REPLY ${notDnat} ${comment(`bridgeport:count:masq-in:${n.bridge}`)}`,
     );
   }
-  return [...pre, ...post];
+  return { raw: pre, mangle: post };
 }

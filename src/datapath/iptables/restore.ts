@@ -1,4 +1,5 @@
-import { CHAINS, JUMPS, OWN_CHAINS, type RuleSet, type TableName } from './render.js';
+import type { Counter } from '../datapath.js';
+import { CHAINS, FORMER_CHAINS, JUMPS, OWN_CHAINS, type RuleSet, type TableName } from './render.js';
 
 /**
  * Turns a rendered rule set into one `iptables-restore --noflush` script.
@@ -48,6 +49,7 @@ export interface RestoreOptions {
 }
 
 export function restoreScript(rules: RuleSet, saved: Saved, opts: RestoreOptions = {}): string {
+  const kept = keepCounters(rules, saved);
   const out: string[] = [];
   for (const table of TABLES) {
     const t = saved[table];
@@ -55,8 +57,9 @@ export function restoreScript(rules: RuleSet, saved: Saved, opts: RestoreOptions
     if (table === 'filter' && opts.forwardDrop) out.push(':FORWARD DROP [0:0]');
     for (const chain of OWN_CHAINS[table]) out.push(`:${chain} - [0:0]`);
     if (table === 'filter' && !t?.chains.has(CHAINS.user)) out.push(`:${CHAINS.user} - [0:0]`);
-    out.push(...keepCounters(rules[table], t));
+    out.push(...kept[table]);
     out.push(...jumpFixes(table, t));
+    out.push(...formerChainsRemoval(table, t));
     out.push('COMMIT');
   }
   return `${out.join('\n')}\n`;
@@ -65,19 +68,44 @@ export function restoreScript(rules: RuleSet, saved: Saved, opts: RestoreOptions
 /**
  * Rewriting a chain resets its counters: every rule that is unchanged gets its
  * saved `[packets:bytes]` back (restored with --counters), so counters only grow.
+ * Drop rules that go away (a container removed, a network changed) leave their
+ * counts to a rule per reason in a chain nothing jumps to, so drops per reason
+ * only grow too.
  */
-function keepCounters(rules: readonly string[], t: SavedTable | undefined): string[] {
-  if (!t) return [...rules];
-  const saved = new Map<string, string[]>();
-  t.rules.forEach((r, i) => {
-    const list = saved.get(ruleKey(r)) ?? [];
-    list.push(t.counters[i] ?? '[0:0]');
-    saved.set(ruleKey(r), list);
-  });
-  return rules.map((r) => {
-    const c = saved.get(ruleKey(r))?.shift();
-    return c && c !== '[0:0]' ? `${c} ${r}` : r;
-  });
+function keepCounters(rules: RuleSet, saved: Saved): RuleSet {
+  const out = {} as RuleSet;
+  const retired = new Map<string, Counter>();
+  for (const table of TABLES) {
+    const t = saved[table];
+    const available = new Map<string, number[]>();
+    t?.rules.forEach((r, i) => {
+      const list = available.get(ruleKey(r)) ?? [];
+      list.push(i);
+      available.set(ruleKey(r), list);
+    });
+    const used = new Set<number>();
+    out[table] = rules[table].map((r) => {
+      const i = available.get(ruleKey(r))?.shift();
+      if (i === undefined || !t) return r;
+      used.add(i);
+      const c = t.counters[i] ?? '[0:0]';
+      return c === '[0:0]' ? r : `${c} ${r}`;
+    });
+    const own = new Set(OWN_CHAINS[table]);
+    t?.rules.forEach((r, i) => {
+      const reason = /--comment "?bridgeport:drop:(\w+)"?/.exec(r)?.[1];
+      if (!reason || used.has(i) || !own.has(r.split(' ')[1] ?? '')) return;
+      const [packets, bytes] = (/^\[(\d+):(\d+)\]$/.exec(t.counters[i] ?? '') ?? []).slice(1).map(Number);
+      const sum = retired.get(reason) ?? { packets: 0, bytes: 0 };
+      retired.set(reason, { packets: sum.packets + (packets ?? 0), bytes: sum.bytes + (bytes ?? 0) });
+    });
+  }
+  for (const [reason, c] of [...retired].sort(([a], [b]) => a.localeCompare(b))) {
+    if (c.packets || c.bytes) {
+      out.mangle.push(`[${c.packets}:${c.bytes}] -A ${CHAINS.countRetired} -m comment --comment bridgeport:drop:${reason}`);
+    }
+  }
+  return out;
 }
 
 /**
@@ -109,6 +137,14 @@ function jumpFixes(table: TableName, t: SavedTable | undefined): string[] {
   return out;
 }
 
+/** Takes out chains of earlier versions (FORMER_CHAINS) and the jumps to them. */
+function formerChainsRemoval(table: TableName, t: SavedTable | undefined): string[] {
+  const former = (FORMER_CHAINS[table] ?? []).filter((c) => t?.chains.has(c));
+  if (!t || former.length === 0) return [];
+  const jumps = t.rules.filter((r) => former.some((c) => r.endsWith(` -j ${c}`)));
+  return [...jumps.map((r) => r.replace(/^-A /, '-D ')), ...former.map((c) => `-F ${c}`), ...former.map((c) => `-X ${c}`)];
+}
+
 /** Removes every jump and chain of bridgeport's; the operator's BRIDGEPORT-USER chain only if empty. */
 export function teardownScript(saved: Saved): string {
   const out: string[] = [];
@@ -122,6 +158,7 @@ export function teardownScript(saved: Saved): string {
     const own = OWN_CHAINS[table].filter((c) => t.chains.has(c));
     for (const c of own) lines.push(`-F ${c}`);
     for (const c of own) lines.push(`-X ${c}`);
+    lines.push(...formerChainsRemoval(table, t));
     if (table === 'filter' && t.chains.has(CHAINS.user) && !t.rules.some((r) => r.startsWith(`-A ${CHAINS.user} `))) {
       lines.push(`-X ${CHAINS.user}`);
     }

@@ -199,6 +199,12 @@ describePriv.each(DATAPATHS)('Prometheus metrics (%s)', (datapath) => {
     await d.restart({ args: ['--metrics-addr', `127.0.0.1:${METRICS_PORT}`] });
     const resynced = await scrape(topo);
     for (const [reason] of attempts) expect({ reason, n: drops(resynced, reason) }).toEqual({ reason, n: drops(last, reason) });
+    // Removing what the dropping rules were about does not take their drops away.
+    for (const name of ['a', 'b', 'c', 'i']) await ok(d, ['rm', '-f', name]);
+    for (const net of ['quiet', 'other', 'inside']) await ok(d, ['network', 'rm', net]);
+    await ok(d, ['firewall', 'allow', `${topo.clientIp}/32`, '--port', '5331/udp']);
+    const removed = await scrape(topo);
+    for (const [reason] of attempts) expect({ reason, n: drops(removed, reason) }).toEqual({ reason, n: drops(last, reason) });
     // Reasons a datapath cannot see are absent rather than a made-up zero.
     if (datapath === 'iptables') expect(observed).not.toContain('spoofed_source');
     else expect(observed).toEqual(expect.arrayContaining(['spoofed_source', 'conntrack_full', 'nat_ports_exhausted']));

@@ -119,6 +119,35 @@ static __always_inline int hairpin(struct __sk_buff *skb, struct bp_packet *p, s
 	return deliver_flow(skb, p, ct, net->bridge_ifindex, me->network_id);
 }
 
+/*
+ * The masqueraded TCP flow holding the reply tuple rkey, when it is closed
+ * (FIN both ways, or a RST): removes both its entries and returns 1. The
+ * delete of rkey succeeds on one CPU only, so two new flows never share it.
+ * Like Linux NAT taking over a tuple whose conntrack entry is closing: the
+ * server may still hold it in TIME_WAIT, and accepts a new SYN there when it
+ * is newer (RFC 6191), as it does for a client reusing its own port.
+ * A global function: verified once, not once per try of the caller's loop.
+ */
+__noinline int bp_reclaim_port(struct bp_ct_key *rkey)
+{
+	if (!rkey)
+		return 0;
+	struct bp_ct_value *old = bpf_map_lookup_elem(&bp_ct, rkey);
+	if (!old || !(old->flags & BP_CT_MASQUERADE) || !(old->flags & BP_CT_REPLY) || !(old->flags & BP_CT_DNAT))
+		return 0;
+	struct bp_ct_key okey;
+	bp_ct_reverse(rkey, old, &okey);
+	struct bp_ct_value *orig = bpf_map_lookup_elem(&bp_ct, &okey);
+	if (orig && !bp_ct_closed(old, orig))
+		return 0;
+	if (!orig && !bp_ct_ended(old))
+		return 0;
+	if (bpf_map_delete_elem(&bp_ct, rkey))
+		return 0;
+	bpf_map_delete_elem(&bp_ct, &okey);
+	return 1;
+}
+
 /* Egress with the source rewritten to the uplink's address and a port of the reserved range. */
 static __always_inline int masquerade(struct __sk_buff *skb, struct bp_packet *p, struct bp_endpoint *me, struct bp_network *net)
 {
@@ -153,7 +182,18 @@ static __always_inline int masquerade(struct __sk_buff *skb, struct bp_packet *p
 	if (!first || last < first)
 		return drop(skb, BP_DROP_NAT_PORTS_EXHAUSTED);
 	__u32 range = last - first + 1;
-	__u32 start = bpf_get_prandom_u32();
+	/* Where the search starts is a hash of the container's own tuple, not
+	 * random: when the container reuses a source port toward the same server
+	 * (Linux does once its side is closed), the flow tends to get the same
+	 * port back, so the server sees the same 4-tuple again, with the TCP
+	 * timestamps of the same socket pair, and takes the SYN over its
+	 * TIME_WAIT. Linux NAT keeps the source port itself for the same reason;
+	 * bridgeport cannot (host sockets use those ports), see README. */
+	__u32 start = (p->tuple.saddr ^ p->tuple.daddr ^ ((__u32)p->tuple.sport << 16 | p->tuple.dport)) * 2654435761U;
+	start ^= start >> 16;
+	/* Many short connections to one server hold its ports through their
+	 * closing timeout; a new connection (SYN) may take over a closed one's. */
+	int reclaim = bp_is_syn(p);
 	struct bp_ct_key rkey = {};
 	rkey.saddr = p->tuple.daddr;
 	rkey.daddr = nat_ip;
@@ -174,6 +214,12 @@ static __always_inline int masquerade(struct __sk_buff *skb, struct bp_packet *p
 		}
 		/* NOEXIST makes the allocation collision-free across CPUs. */
 		if (bpf_map_update_elem(&bp_ct, &rkey, &reply, BPF_NOEXIST) == 0) {
+			orig.new_sport = port;
+			found = 1;
+			break;
+		}
+		/* Taken: by a closed connection to the same server, a new one may have it. */
+		if (reclaim && bp_reclaim_port(&rkey) && bpf_map_update_elem(&bp_ct, &rkey, &reply, BPF_NOEXIST) == 0) {
 			orig.new_sport = port;
 			found = 1;
 			break;
@@ -235,6 +281,7 @@ static __always_inline int unknown_fragment(struct __sk_buff *skb, struct bp_pac
 SEC("tc")
 int bp_endpoint_ingress(struct __sk_buff *skb)
 {
+	bp_pull_headers(skb);
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u32 ifindex = skb->ifindex;
@@ -276,7 +323,7 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 	if (!bp_frag_ports(&p))
 		return unknown_fragment(skb, &p, me, net);
 
-	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);
+	struct bp_ct_value *ct = bp_ct_lookup(&p);
 	if (ct)
 		return deliver_flow(skb, &p, ct, net->bridge_ifindex, me->network_id);
 

@@ -7,12 +7,15 @@
  *  - ICMP errors about a tracked flow: translated back like its replies;
  *  - anything else addressed to a container: dropped (no direct access);
  *  - the rest (the host's own traffic) passes untouched.
+ * bp_uplink_ingress_prefilter also applies the deny list first (lib/prefilter.h),
+ * on uplinks where it does not run as XDP.
  */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/conntrack.h"
 #include "lib/deliver.h"
 #include "lib/icmp_error.h"
+#include "lib/prefilter.h"
 
 static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *ct)
 {
@@ -29,12 +32,16 @@ static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet 
 	return bp_deliver_to_endpoint(skb, daddr);
 }
 
-SEC("tc")
-int bp_uplink_ingress(struct __sk_buff *skb)
+/* prefilter: the deny list runs here, for an uplink without the XDP prefilter (a veth). */
+static __always_inline int uplink_ingress(struct __sk_buff *skb, const int prefilter)
 {
+	bp_pull_headers(skb);
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct bp_packet p;
+
+	if (prefilter && bp_prefilter_drops(data, data_end, skb->len))
+		return TC_ACT_SHOT;
 
 	int rc = bp_parse_ipv4(data, data_end, &p);
 	if (rc > 0)
@@ -51,7 +58,7 @@ int bp_uplink_ingress(struct __sk_buff *skb)
 	if (!bp_frag_ports(&p))
 		goto direct_access;
 
-	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);
+	struct bp_ct_value *ct = bp_ct_lookup(&p);
 	if (ct)
 		return deliver_flow(skb, &p, ct);
 
@@ -119,6 +126,18 @@ direct_access:
 		return TC_ACT_SHOT;
 	}
 	return TC_ACT_OK;
+}
+
+SEC("tc")
+int bp_uplink_ingress(struct __sk_buff *skb)
+{
+	return uplink_ingress(skb, 0);
+}
+
+SEC("tc")
+int bp_uplink_ingress_prefilter(struct __sk_buff *skb)
+{
+	return uplink_ingress(skb, 1);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,49 +1,35 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * XDP on each uplink: the operator's deny list (`bridgeport firewall deny`),
- * the counterpart of DOCKER-USER, applied before an skb exists. Rules are
- * source CIDRs, optionally narrowed to one destination port.
+ * XDP on each uplink: the deny list (lib/prefilter.h), applied before an skb
+ * exists when the driver runs XDP natively.
+ *
+ * Two entry points, one body:
+ *  - bp_prefilter (xdp.frags) for native mode, so an uplink with an MTU above
+ *    a page may run it;
+ *  - bp_prefilter_generic for generic (skb) mode. Generic XDP hands a
+ *    frags-aware program's skbs on in page fragments, and on Linux 6.18 the tc
+ *    ingress after it then sees them without their Ethernet header (skb->len
+ *    counted from the IP header): the uplink's tc program could not parse
+ *    them. A program without frags support gets the linear skb as before.
  */
 #include "lib/common.h"
 #include "lib/maps.h"
-
-static __always_inline int denied(__u8 proto, __be16 port, __be32 saddr)
-{
-	struct bp_firewall_key k = { .prefixlen = 64, .proto = 0, .port = 0, .addr = saddr };
-	if (bpf_map_lookup_elem(&bp_firewall, &k))
-		return 1;
-	if (!port)
-		return 0;
-	k.proto = proto;
-	k.port = port;
-	return bpf_map_lookup_elem(&bp_firewall, &k) != 0;
-}
+#include "lib/prefilter.h"
 
 SEC("xdp.frags")
 int bp_prefilter(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 len = (__u32)(data_end - data);
-	struct bp_packet p;
-	int rc = bp_parse_ipv4(data, data_end, &p);
-	enum bp_drop_reason reason = BP_DROP_MAX;
-	/* A first fragment too short to hold the ports (RFC 1858's tiny fragment:
-	 * no fragmenter makes one) would slip a port rule. */
-	if (rc < 0 && p.l4_short && p.is_fragment && !p.tuple.dport)
-		reason = BP_DROP_INVALID_PACKET;
-	/* A cut-short L4 header still has its ports; later fragments are judged by source only. */
-	else if ((rc == 0 || (rc < 0 && p.l4_short)) && denied(p.tuple.proto, p.tuple.dport, p.tuple.saddr))
-		reason = BP_DROP_DENY_LIST;
-	__u32 key = reason != BP_DROP_MAX ? BP_XDP_DROP : BP_XDP_PASS;
-	struct bp_counter *c = bpf_map_lookup_elem(&bp_xdp_stats, &key);
-	if (c)
-		bp_count(c, len);
-	if (reason != BP_DROP_MAX) {
-		bp_count_drop(reason, len);
-		return XDP_DROP;
-	}
-	return XDP_PASS;
+	return bp_prefilter_drops(data, data_end, bpf_xdp_get_buff_len(ctx)) ? XDP_DROP : XDP_PASS;
+}
+
+SEC("xdp")
+int bp_prefilter_generic(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	return bp_prefilter_drops(data, data_end, (__u32)(data_end - data)) ? XDP_DROP : XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -65,6 +65,25 @@ struct bp_packet {
 #define IP_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
 #define IP_DST_OFF (ETH_HLEN + offsetof(struct iphdr, daddr))
 
+/* The most header bytes a tc program reads: Ethernet, IPv4 with options, and an
+ * ICMP error's own header, inner IPv4 header with options and 8 bytes of L4. */
+#define BP_HEADERS_MAX (ETH_HLEN + 60 + 8 + 60 + 8)
+
+/*
+ * Direct packet access sees only an skb's linear part. Drivers that put headers
+ * in page fragments, and generic XDP (which may hand the skb on as fragments),
+ * leave fewer bytes there than the parser needs: pull them in. Callers load
+ * skb->data and data_end after this (a pull invalidates earlier pointers).
+ */
+static __always_inline void bp_pull_headers(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 want = skb->len < BP_HEADERS_MAX ? skb->len : BP_HEADERS_MAX;
+	if (data + want > data_end)
+		bpf_skb_pull_data(skb, want);
+}
+
 static __always_inline int bp_same_mac(const __u8 *a, const __u8 *b)
 {
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] && a[5] == b[5];

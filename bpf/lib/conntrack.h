@@ -25,6 +25,53 @@ static __always_inline void bp_ct_reverse(const struct bp_ct_key *k, const struc
 	out->pad[0] = out->pad[1] = out->pad[2] = 0;
 }
 
+/* This direction of a TCP flow has ended (its side sent FIN or RST). */
+static __always_inline int bp_ct_ended(const struct bp_ct_value *v)
+{
+	return (v->tcp_flags & (BP_TCP_FIN | BP_TCP_RST)) != 0;
+}
+
+/* Both sides of a TCP flow are done: FIN from each, or a RST from either. */
+static __always_inline int bp_ct_closed(const struct bp_ct_value *a, const struct bp_ct_value *b)
+{
+	if ((a->tcp_flags | b->tcp_flags) & BP_TCP_RST)
+		return 1;
+	return (a->tcp_flags & BP_TCP_FIN) && (b->tcp_flags & BP_TCP_FIN);
+}
+
+static __always_inline int bp_is_syn(const struct bp_packet *p)
+{
+	return p->tuple.proto == IPPROTO_TCP && (p->tcp_flags & (BP_TCP_SYN | BP_TCP_ACK)) == BP_TCP_SYN;
+}
+
+/*
+ * The entry of the packet's tuple. A SYN on an entry whose side already ended
+ * opens a new connection on the same tuple (the client reused its port, as
+ * Linux conntrack allows for a closing or TIME_WAIT tuple):
+ *  - the old connection had been answered (SYN-ACK): the flow is reopened with
+ *    the same rewrite, its TCP state forgotten (the server sees the same
+ *    4-tuple again, which its TIME_WAIT accepts);
+ *  - it never was (a retry after the server refused it): both entries go and
+ *    the caller treats the packet as a new flow (NULL).
+ */
+static __always_inline struct bp_ct_value *bp_ct_lookup(struct bp_packet *p)
+{
+	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
+	if (!ct || !bp_is_syn(p) || (ct->flags & BP_CT_REPLY) || !bp_ct_ended(ct))
+		return ct;
+	struct bp_ct_key rkey;
+	bp_ct_reverse(&p->tuple, ct, &rkey);
+	struct bp_ct_value *rv = bpf_map_lookup_elem(&bp_ct, &rkey);
+	if (rv && (rv->tcp_flags & (BP_TCP_SYN | BP_TCP_ACK)) == (BP_TCP_SYN | BP_TCP_ACK)) {
+		ct->tcp_flags = 0;
+		rv->tcp_flags = 0;
+		return ct;
+	}
+	bpf_map_delete_elem(&bp_ct, &rkey);
+	bpf_map_delete_elem(&bp_ct, &p->tuple);
+	return 0;
+}
+
 /* Marks the entry as used now and remembers the TCP flags seen. */
 static __always_inline void bp_ct_touch(struct bp_ct_value *v, struct bp_packet *p)
 {

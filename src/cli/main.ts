@@ -97,7 +97,7 @@ export function buildProgram(): Command {
     .option('--masquerade-ports <lo-hi>', 'eBPF: source ports for masquerade, reserved from host sockets', '61000-65535')
     .option('--conntrack-timeouts <list>', 'eBPF: idle timeouts in seconds, e.g. tcp=21600,tcp-syn=60,tcp-closing=10,udp=60,icmp=30', '')
     .option('--conntrack-gc-interval <seconds>', 'eBPF: seconds between conntrack garbage collections', '10')
-    .option('--xdp-mode <mode>', 'eBPF: native, generic or auto (native, falling back to generic)', 'auto')
+    .option('--xdp-mode <mode>', 'eBPF: where the deny list runs on the uplinks: native or generic XDP, tc (in the tc program), or auto (tc on a veth, else native XDP falling back to generic)', 'auto')
     .option('--cleanup', "remove every rule, program, map and sysctl change of this instance (both datapaths) and exit")
     .action(async (flags: DaemonFlags) => runDaemon(flags));
 

@@ -6,7 +6,7 @@ import type { ConnectRequest, CreateNetworkRequest, PublishRequest, RunRequest }
 import { checkBody, SHAPES } from '../api/validate.js';
 import type { DatapathModel, DatapathStats } from '../datapath/datapath.js';
 import { parseTimeouts } from '../datapath/ebpf/conntrack-gc.js';
-import type { EbpfOptions } from '../datapath/ebpf/ebpf-datapath.js';
+import type { EbpfOptions, XdpMode } from '../datapath/ebpf/ebpf-datapath.js';
 import { IptablesDatapath } from '../datapath/iptables/iptables-datapath.js';
 import { type DatapathChoice, removeEbpfLeftovers, selectDatapath } from '../datapath/select.js';
 import { defaultRouteInterface, getLink } from '../host/iproute.js';
@@ -134,9 +134,12 @@ function parsePositive(flag: string, text: string): number {
   return n;
 }
 
-function parseXdpMode(text: string): 'native' | 'generic' | 'auto' {
-  if (text === 'native' || text === 'generic' || text === 'auto') return text;
-  throw invalid(`invalid --xdp-mode "${text}": use native, generic or auto`);
+const XDP_MODES: readonly XdpMode[] = ['auto', 'native', 'generic', 'tc'];
+
+function parseXdpMode(text: string): XdpMode {
+  const mode = XDP_MODES.find((m) => m === text);
+  if (mode) return mode;
+  throw invalid(`invalid --xdp-mode "${text}": use ${XDP_MODES.join(', ')}`);
 }
 
 async function waitForSignal(server: Server): Promise<void> {

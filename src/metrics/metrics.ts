@@ -55,7 +55,7 @@ export class Metrics {
     this.masqBytes = counter('bridgeport_masquerade_bytes_total', 'IP bytes (L3) of masqueraded flows of a network, by direction.', ['network', 'direction']);
     this.drops = counter('bridgeport_drops_total', 'Packets dropped by the datapath, by reason (only reasons the datapath can observe).', ['reason']);
     this.dropBytes = counter('bridgeport_drop_bytes_total', 'IP bytes (L3) dropped by the datapath, by reason.', ['reason']);
-    this.xdpPackets = counter('bridgeport_xdp_packets_total', 'Packets seen by the XDP prefilter on the uplinks, by verdict (eBPF only).', ['action']);
+    this.xdpPackets = counter('bridgeport_xdp_packets_total', 'Packets seen by the deny-list prefilter on the uplinks (XDP or the tc program, per --xdp-mode), by verdict (eBPF only).', ['action']);
     this.conntrack = gauge('bridgeport_conntrack_entries', 'Tracked flows of bridgeport traffic, by kind (published, masquerade, other).', ['kind']);
     this.natPorts = gauge('bridgeport_nat_ports_in_use', 'Masquerade source ports in use, per network.', ['network']);
     this.mapEntries = gauge('bridgeport_bpf_map_entries', 'Entries in each BPF map (eBPF only).', ['map']);

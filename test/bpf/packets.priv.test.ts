@@ -39,6 +39,8 @@ import {
   PUB_DIRECT,
   sumCounters,
   TCP_ACK,
+  TCP_FIN,
+  TCP_RST,
   TCP_SYN,
   XDP_DROP,
   XDP_PASS,
@@ -553,6 +555,10 @@ const webOutToClient = masqueradedFlow({ proto: PROTO.TCP, from: WEB, fromPort: 
 const webDnsOut = masqueradedFlow({ proto: PROTO.UDP, from: WEB, fromPort: 40001, remote: CLIENT, remotePort: 53, natIp: HOST, natPort: 61002 });
 const webPingOut = masqueradedFlow({ proto: PROTO.ICMP, from: WEB, fromPort: 0x1234, remote: CLIENT, remotePort: 0, natIp: HOST, natPort: 61001 });
 
+/** A flow with the TCP flags each direction has seen so far (original first, then reply). */
+const withFlags = (flow: CtEntry[], orig: number, reply: number): CtEntry[] =>
+  flow.map((e, i) => ({ key: e.key, value: { ...e.value, tcpFlags: i === 0 ? orig : reply } }));
+
 const UPLINK_ROWS: Row[] = [
   {
     name: 'a new TCP SYN to a published host IP:port: DNAT into the container, both directions tracked',
@@ -562,6 +568,34 @@ const UPLINK_ROWS: Row[] = [
     out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80, dstMac: WEB.mac, srcMac: NET_A.bridgeMac, tcpFlags: SYN },
     ct: clientToWebAfter(TCP_SYN),
     counts: [portStat('tcp', HOST, 8080, DIR_IN), endpointStat(WEB, DIR_IN)],
+  },
+  {
+    name: 'a SYN reusing the tuple of an answered flow that ended (FIN both ways): reopened with the same DNAT, its TCP state forgotten',
+    setup: (w) => w.conntrack(withFlags(clientToWeb, TCP_SYN | TCP_ACK | TCP_FIN, TCP_SYN | TCP_ACK | TCP_FIN)),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80, dstMac: WEB.mac, tcpFlags: SYN },
+    ct: withFlags(clientToWeb, TCP_SYN, 0),
+    counts: [portStat('tcp', HOST, 8080, DIR_IN)],
+  },
+  {
+    name: 'a SYN reusing the tuple of a flow that was never answered and was reset: the old entries go, the SYN starts a new flow',
+    setup: (w) => {
+      w.conntrack(withFlags(clientToWeb, TCP_SYN | TCP_RST, TCP_ACK));
+      w.publish({ ...webHttp, containerPort: 8000 });
+    },
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 8000, dstMac: WEB.mac, tcpFlags: SYN },
+    ct: publishedFlow({ ...clientToWebFlow, containerPort: 8000, tcpFlags: TCP_SYN }),
+  },
+  {
+    name: 'a SYN on a flow that has not ended is its next packet (a retransmission): same DNAT, state kept',
+    setup: (w) => w.conntrack(withFlags(clientToWeb, TCP_SYN, TCP_SYN | TCP_ACK)),
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80, dstMac: WEB.mac, tcpFlags: SYN },
+    ct: withFlags(clientToWeb, TCP_SYN, TCP_SYN | TCP_ACK),
   },
   {
     name: 'the next packet of a tracked flow follows conntrack (the publication is gone meanwhile)',
@@ -1304,4 +1338,18 @@ const XDP_ROWS: Row[] = [
 ];
 
 describeTable('XDP prefilter on the uplink (bp_prefilter)', 'xdp_prefilter', 'bp_prefilter', XDP_ROWS);
+describeTable('XDP prefilter in generic mode (bp_prefilter_generic): the same verdicts', 'xdp_prefilter', 'bp_prefilter_generic', XDP_ROWS);
+
+/**
+ * The same deny list inside the uplink's tc program (--xdp-mode tc, the
+ * default on veth uplinks): the XDP rows with tc verdicts. A pass goes on to
+ * the uplink program, which lets these frames (to the host, nothing
+ * published) through unchanged. The kernel refuses a tc test run of a frame
+ * shorter than Ethernet + 20 bytes, so the truncated-header row is left out.
+ */
+const TC_PREFILTER_ROWS: Row[] = XDP_ROWS.filter((r) => r.input.length >= 14 + 20).map((r) => ({
+  ...r,
+  verdict: r.verdict === XDP.DROP ? ACT.SHOT : ACT.OK,
+}));
+describeTable('the deny list in the uplink tc program (bp_uplink_ingress_prefilter)', 'tc_uplink', 'bp_uplink_ingress_prefilter', TC_PREFILTER_ROWS);
 

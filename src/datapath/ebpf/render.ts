@@ -30,7 +30,7 @@ import {
 
 /** What the kernel calls the interfaces the model names. */
 export interface HostFacts {
-  links: Map<string, { ifindex: number; mac: string }>;
+  links: Map<string, { ifindex: number; mac: string; kind?: string }>;
   /** IPv4 addresses of the namespace, by interface. */
   addresses: { ifname: string; address: string }[];
 }

@@ -2,7 +2,7 @@
 # Both install what is missing first (apt packages, npm packages) and build.
 SHELL := /bin/bash
 
-.PHONY: all deps build bpf demo test test-unit test-priv lint clean
+.PHONY: all deps build bpf demo test test-unit test-priv lint clean bench bench-quick
 
 # BPF C: one object per attach point (bpf/*.c), plus small programs the tests
 # load (test/bpf/progs/*.c). -Werror: a warning in the datapath is a bug.
@@ -43,6 +43,16 @@ test-unit: build
 
 test-priv: build
 	npx vitest run --project priv
+
+# Benchmarks (as root): no-NAT, ebpf, iptables and an nftables DNAT map side by
+# side; results in bench/results/<UTC time>/ and bench/results/latest (bench/README.md).
+bench: build
+	@scripts/install-bench-deps.sh
+	node bench/run.mjs
+
+bench-quick: build
+	@scripts/install-bench-deps.sh
+	node bench/run.mjs --quick
 
 lint: deps
 	npx biome lint src test

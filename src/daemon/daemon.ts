@@ -24,6 +24,7 @@ import {
   expandPortSpec,
   formatPortSpec,
   type PortBinding,
+  PortIndex,
   type PortSpec,
   parseExposedPort,
   parsePortSpec,
@@ -404,13 +405,16 @@ export class Daemon {
   /** Turns SPECs (and -P) into concrete bindings, checked against every port already published. */
   private async expandPorts(draft: State, net: NetworkRecord, c: ContainerRecord, specs: PortSpec[]): Promise<PublishedPort[]> {
     const chosen: PublishedPort[] = [];
-    const published = draft.containers.flatMap((x) => (x === c ? [] : x.ports));
+    // Every port published anywhere (this container's own included), and what is chosen here as it is.
+    const taken = new PortIndex(draft.containers.flatMap((x) => x.ports));
+    const choose = (p: PublishedPort): void => {
+      chosen.push(p);
+      taken.add(p);
+    };
     const listeners = await hostListeners();
     const listenerOn = (b: PortBinding): PortBinding | undefined => listeners.find((l) => bindingsOverlap(l, b));
-    const isTaken = (proto: PortBinding['proto'], hostIp: string, hostPort: number): boolean => {
-      const probe = { proto, hostIp, hostPort, containerPort: 0 };
-      return [...published, ...chosen, ...c.ports].some((p) => bindingsOverlap(p, probe)) || !!listenerOn(probe);
-    };
+    const isTaken = (proto: PortBinding['proto'], hostIp: string, hostPort: number): boolean =>
+      taken.overlaps(proto, hostIp, hostPort) || !!listenerOn({ proto, hostIp, hostPort, containerPort: 0 });
     const defaultHostIp = net.hostBindingIp ?? this.config.defaultHostIp;
     const ctx = { defaultHostIp, ephemeral: this.config.ephemeral, isTaken };
     for (const spec of specs) {
@@ -424,12 +428,13 @@ export class Daemon {
           );
         }
       }
-      for (const b of expandPortSpec(spec, ctx)) chosen.push({ ...b, spec: formatPortSpec(spec) });
+      for (const b of expandPortSpec(spec, ctx)) choose({ ...b, spec: formatPortSpec(spec) });
     }
     if (c.publishAll) {
+      const mapped = new Set([...chosen, ...c.ports].map((p) => `${p.proto}/${p.containerPort}`));
       for (const e of c.exposed) {
         for (let port = e.start; port <= e.end; port++) {
-          if ([...chosen, ...c.ports].some((p) => p.proto === e.proto && p.containerPort === port)) continue;
+          if (mapped.has(`${e.proto}/${port}`)) continue;
           const spec: PortSpec = {
             hostIp: undefined,
             hostPortStart: 0,
@@ -438,7 +443,8 @@ export class Daemon {
             containerPortEnd: port,
             proto: e.proto,
           };
-          for (const b of expandPortSpec(spec, ctx)) chosen.push({ ...b, spec: `${port}/${e.proto}` });
+          for (const b of expandPortSpec(spec, ctx)) choose({ ...b, spec: `${port}/${e.proto}` });
+          mapped.add(`${e.proto}/${port}`);
         }
       }
     }

@@ -191,6 +191,34 @@ export function bindingsOverlap(a: PortBinding, b: PortBinding): boolean {
   );
 }
 
+/**
+ * Published host ports by protocol and port, for `bindingsOverlap` questions in
+ * constant time: checking each of N new ports against N published ones by a
+ * scan took minutes at N = 100 000.
+ */
+export class PortIndex {
+  /** "proto/port" → the host IPs it is bound on. */
+  private readonly ips = new Map<string, string[]>();
+
+  constructor(bindings: Iterable<PortBinding> = []) {
+    for (const b of bindings) this.add(b);
+  }
+
+  add(b: PortBinding): void {
+    const key = `${b.proto}/${b.hostPort}`;
+    const list = this.ips.get(key);
+    if (list) list.push(b.hostIp);
+    else this.ips.set(key, [b.hostIp]);
+  }
+
+  /** Whether a binding on (proto, hostIp, hostPort) would overlap one in the index. */
+  overlaps(proto: Proto, hostIp: string, hostPort: number): boolean {
+    const list = this.ips.get(`${proto}/${hostPort}`);
+    if (!list) return false;
+    return hostIp === ANY_IPV4 || list.some((ip) => ip === hostIp || ip === ANY_IPV4);
+  }
+}
+
 export function expandPortSpec(spec: PortSpec, ctx: ExpandContext): PortBinding[] {
   const label = `publish ${formatPortSpec(spec)}`;
   const { proto } = spec;

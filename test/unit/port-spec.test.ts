@@ -7,6 +7,7 @@ import {
   formatBinding,
   formatPortSpec,
   type PortBinding,
+  PortIndex,
   type PortSpec,
   type Proto,
   parseExposedPort,
@@ -193,6 +194,39 @@ describe('bindingsOverlap', () => {
     expect(bindingsOverlap(b('127.0.0.1'), b('10.0.0.1'))).toBe(false);
     expect(bindingsOverlap(b('0.0.0.0', 8080), b('0.0.0.0', 8081))).toBe(false);
     expect(bindingsOverlap(b('0.0.0.0', 8080, 'tcp'), b('0.0.0.0', 8080, 'udp'))).toBe(false);
+  });
+});
+
+describe('PortIndex', () => {
+  it('answers every probe as a scan with bindingsOverlap would', () => {
+    const ips = ['0.0.0.0', '127.0.0.1', '10.0.0.1', '10.0.0.2'];
+    const protos: Proto[] = ['tcp', 'udp', 'sctp'];
+    // A deterministic spread of bindings over few ports, so that probes hit and miss.
+    const published: PortBinding[] = [];
+    for (let i = 0; i < 40; i++) {
+      published.push({ proto: protos[i % 3] as Proto, hostIp: ips[(i * 7) % 4] as string, hostPort: 8000 + ((i * 5) % 11), containerPort: 80 });
+    }
+    const index = new PortIndex(published.slice(0, 20));
+    for (const b of published.slice(20)) index.add(b);
+    let hits = 0;
+    let misses = 0;
+    for (const proto of protos) {
+      for (const hostIp of [...ips, '192.0.2.1']) {
+        for (let hostPort = 7999; hostPort <= 8012; hostPort++) {
+          const probe = { proto, hostIp, hostPort, containerPort: 0 };
+          const expected = published.some((p) => bindingsOverlap(p, probe));
+          expect(index.overlaps(proto, hostIp, hostPort), `${proto} ${hostIp}:${hostPort}`).toBe(expected);
+          if (expected) hits++;
+          else misses++;
+        }
+      }
+    }
+    expect(hits).toBeGreaterThan(50);
+    expect(misses).toBeGreaterThan(50);
+  });
+
+  it('is empty when built from nothing', () => {
+    expect(new PortIndex().overlaps('tcp', '0.0.0.0', 80)).toBe(false);
   });
 });
 

@@ -556,7 +556,7 @@ export class Daemon {
       const net = findNetwork(draft, ep.network);
       if (net.internal) throw invalid(`network ${net.name} is internal: ports cannot be published`);
       const added = await this.expandPorts(draft, net, c, specs);
-      c.ports.push(...added);
+      for (const p of added) c.ports.push(p); // not push(...added): a range can be more ports than a call takes arguments
       return added;
     });
   }
@@ -590,7 +590,7 @@ export class Daemon {
         const spec = parsePortSpec(text);
         const matches = c.ports.filter((p) => matchesSpec(p, spec));
         if (!matches.length) throw notFound(`${text} is not published`);
-        removed.push(...matches);
+        for (const m of matches) removed.push(m);
         c.ports = c.ports.filter((p) => !matches.includes(p));
       }
       return removed;

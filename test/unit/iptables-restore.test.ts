@@ -130,6 +130,15 @@ describe('restoreScript', () => {
     ]);
   });
 
+  it('writes a table of 300 000 rules (N = 100 000 published ports) without running out of call arguments', () => {
+    const many: string[] = [];
+    for (let i = 0; i < 300_000; i++) many.push(`-A BRIDGEPORT-COUNT-POST -d 172.17.0.2/32 -o bp0 -p tcp -m tcp --dport ${i}`);
+    const script = restoreScript({ ...RULES, mangle: many }, parseSave(SYNCED));
+    const lines = script.split('\n');
+    expect(lines.filter((l) => l.startsWith('-A BRIDGEPORT-COUNT-POST')).length).toBe(300_000);
+    expect(lines).toContain('-A BRIDGEPORT-COUNT-POST -d 172.17.0.2/32 -o bp0 -p tcp -m tcp --dport 299999');
+  });
+
   it('on a synced host: rewrites own chains only, no duplicate jumps, never redeclares BRIDGEPORT-USER', () => {
     const script = restoreScript(RULES, parseSave(SYNCED));
     expect(script).not.toMatch(/^-[AID] (FORWARD|PREROUTING|OUTPUT|POSTROUTING) /m);

@@ -57,9 +57,10 @@ export function restoreScript(rules: RuleSet, saved: Saved, opts: RestoreOptions
     if (table === 'filter' && opts.forwardDrop) out.push(':FORWARD DROP [0:0]');
     for (const chain of OWN_CHAINS[table]) out.push(`:${chain} - [0:0]`);
     if (table === 'filter' && !t?.chains.has(CHAINS.user)) out.push(`:${CHAINS.user} - [0:0]`);
-    out.push(...kept[table]);
-    out.push(...jumpFixes(table, t));
-    out.push(...formerChainsRemoval(table, t));
+    // Not push(...rules): at N = 100 000 published ports a table has more lines than a call has room for arguments.
+    for (const line of kept[table]) out.push(line);
+    for (const line of jumpFixes(table, t)) out.push(line);
+    for (const line of formerChainsRemoval(table, t)) out.push(line);
     out.push('COMMIT');
   }
   return `${out.join('\n')}\n`;
@@ -158,7 +159,7 @@ export function teardownScript(saved: Saved): string {
     const own = OWN_CHAINS[table].filter((c) => t.chains.has(c));
     for (const c of own) lines.push(`-F ${c}`);
     for (const c of own) lines.push(`-X ${c}`);
-    lines.push(...formerChainsRemoval(table, t));
+    for (const line of formerChainsRemoval(table, t)) lines.push(line);
     if (table === 'filter' && t.chains.has(CHAINS.user) && !t.rules.some((r) => r.startsWith(`-A ${CHAINS.user} `))) {
       lines.push(`-X ${CHAINS.user}`);
     }

@@ -40,10 +40,10 @@ static __always_inline int uplink_ingress(struct __sk_buff *skb, const int prefi
 	void *data_end = (void *)(long)skb->data_end;
 	struct bp_packet p;
 
-	if (prefilter && bp_prefilter_drops(data, data_end, skb->len))
-		return TC_ACT_SHOT;
-
 	int rc = bp_parse_ipv4(data, data_end, &p);
+	/* The deny list judges the same parse (and every frame, as XDP would). */
+	if (prefilter && bp_prefilter_judge(&p, rc, skb->len))
+		return TC_ACT_SHOT;
 	if (rc > 0)
 		return TC_ACT_OK;
 	if (rc < 0) {

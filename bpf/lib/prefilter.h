@@ -26,18 +26,19 @@ static __always_inline int bp_denied(__u8 proto, __be16 port, __be32 saddr)
 	return bpf_map_lookup_elem(&bp_firewall, &k) != 0;
 }
 
-/* Judges one frame (data..data_end holds its headers, len is its whole length). Returns 1 to drop it. */
-static __always_inline int bp_prefilter_drops(void *data, void *data_end, __u32 len)
+/*
+ * Judges a frame parsed by bp_parse_ipv4 (rc its result, len the frame's whole
+ * length) and counts the verdict. Returns 1 to drop it.
+ */
+static __always_inline int bp_prefilter_judge(const struct bp_packet *p, int rc, __u32 len)
 {
-	struct bp_packet p;
-	int rc = bp_parse_ipv4(data, data_end, &p);
 	enum bp_drop_reason reason = BP_DROP_MAX;
 	/* A first fragment too short to hold the ports (RFC 1858's tiny fragment:
 	 * no fragmenter makes one) would slip a port rule. */
-	if (rc < 0 && p.l4_short && p.is_fragment && !p.tuple.dport)
+	if (rc < 0 && p->l4_short && p->is_fragment && !p->tuple.dport)
 		reason = BP_DROP_INVALID_PACKET;
 	/* A cut-short L4 header still has its ports; later fragments are judged by source only. */
-	else if ((rc == 0 || (rc < 0 && p.l4_short)) && bp_denied(p.tuple.proto, p.tuple.dport, p.tuple.saddr))
+	else if ((rc == 0 || (rc < 0 && p->l4_short)) && bp_denied(p->tuple.proto, p->tuple.dport, p->tuple.saddr))
 		reason = BP_DROP_DENY_LIST;
 	__u32 key = reason != BP_DROP_MAX ? BP_XDP_DROP : BP_XDP_PASS;
 	struct bp_counter *c = bpf_map_lookup_elem(&bp_xdp_stats, &key);
@@ -48,6 +49,14 @@ static __always_inline int bp_prefilter_drops(void *data, void *data_end, __u32 
 		return 1;
 	}
 	return 0;
+}
+
+/* Parses and judges one frame (data..data_end holds its headers, len is its whole length). Returns 1 to drop it. */
+static __always_inline int bp_prefilter_drops(void *data, void *data_end, __u32 len)
+{
+	struct bp_packet p;
+	int rc = bp_parse_ipv4(data, data_end, &p);
+	return bp_prefilter_judge(&p, rc, len);
 }
 
 #endif

@@ -82,16 +82,15 @@
 // prints one JSON sample per line to stdout (or appends them to FILE) and the
 // progress to stderr.
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { request } from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { sample } from './lib/results.mjs';
-import { Bed, GATEWAY, NETNS_DIR, SUBNET, UPLINK, WEB_IP, hostIp, nsArgv, planPorts, run as runArgv, sleep } from './lib/topology.mjs';
+import { ints, list, mainIfRun, runStandalone } from './lib/standalone.mjs';
+import { Bed, daemonArgv, GATEWAY, NETNS_DIR, SUBNET, WEB_IP, hostIp, planPorts, run as runArgv, sleep } from './lib/topology.mjs';
 
 export const SUITE = 'controlplane';
 export const CONFIGS = ['ebpf', 'iptables'];
@@ -279,20 +278,7 @@ class CpBed extends Bed {
   /** Starts the daemon (does not wait): the Child is this.daemon. */
   startDaemon() {
     const fd = openSync(this.logFile, 'a');
-    const argv = nsArgv(this.paths.host, process.execPath, [
-      this.bin,
-      'daemon',
-      '--datapath',
-      this.config,
-      '--uplink',
-      UPLINK,
-      '--state-dir',
-      this.stateDir,
-      '--run-dir',
-      this.runDir,
-      '--metrics-addr',
-      METRICS_ADDR,
-    ]);
+    const argv = daemonArgv(this, METRICS_ADDR);
     try {
       // No forced SIGKILL after a SIGTERM: restart_ready must measure a real graceful stop.
       const sub = execa(argv[0], argv.slice(1), { reject: false, stdin: 'ignore', stdout: fd, stderr: fd, forceKillAfterDelay: false });
@@ -743,12 +729,6 @@ async function main() {
     process.stdout.write(USAGE);
     return 0;
   }
-  const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
-  const ints = (s, name) => {
-    const v = list(s).map(Number);
-    if (v.length === 0 || v.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`${name}: positive integers, got ${s}`);
-    return v;
-  };
   const quick = values.quick ?? false;
   let opts;
   try {
@@ -763,33 +743,7 @@ async function main() {
     process.stderr.write(`controlplane: ${e.message}\n${USAGE}`);
     return 2;
   }
-  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  const workDir = mkdtempSync(path.join(os.tmpdir(), 'bridgeport-bench-controlplane-'));
-  const log = (m) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] controlplane: ${m}\n`);
-  const record = (s) => {
-    const line = `${JSON.stringify(s)}\n`;
-    if (values.out) appendFileSync(values.out, line);
-    else process.stdout.write(line);
-  };
-  let code = 0;
-  try {
-    await run({ ...opts, log, record, repo, workDir, exitOnSecondSignal: true });
-  } catch (e) {
-    log(e?.message ?? String(e));
-    code = /interrupted/.test(e?.message ?? '') ? 130 : 1;
-  }
-  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${workDir}/`);
-  if (mounted) log(`mounts left under ${workDir}: kept`);
-  else rmSync(workDir, { recursive: true, force: true });
-  return code;
+  return runStandalone('controlplane', run, opts, values.out);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  main().then(
-    (code) => process.exit(code),
-    (e) => {
-      process.stderr.write(`controlplane: ${e?.stack ?? e}\n`);
-      process.exit(1);
-    },
-  );
-}
+mainIfRun(import.meta.url, 'controlplane', main);

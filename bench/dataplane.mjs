@@ -63,12 +63,11 @@
 //        [--configs nonat,ebpf] [--duration S] [--ports-per-ip K] [--ebpf-args ARGS] [--out FILE]
 // prints one JSON sample per line to stdout (or appends them to FILE) and the
 // progress to stderr.
-import { accessSync, appendFileSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CONFIGS, sample } from './lib/results.mjs';
+import { ints, list, mainIfRun, runStandalone } from './lib/standalone.mjs';
 import { Bed, PORTS_PER_IP, leftoverNamespaces, newRunId, sleep } from './lib/topology.mjs';
 import { WORKLOADS, WORKLOAD_NAMES, buildHttpd, verifyBed } from './lib/workloads.mjs';
 
@@ -260,12 +259,6 @@ async function main() {
     process.stdout.write(USAGE);
     return 0;
   }
-  const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
-  const ints = (s, name) => {
-    const v = list(s).map(Number);
-    if (v.length === 0 || v.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`${name}: positive integers, got ${s}`);
-    return v;
-  };
   const quick = values.quick ?? false;
   let opts;
   try {
@@ -283,33 +276,7 @@ async function main() {
     process.stderr.write(`dataplane: ${e.message}\n${USAGE}`);
     return 2;
   }
-  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  const workDir = mkdtempSync(path.join(os.tmpdir(), 'bridgeport-bench-dataplane-'));
-  const log = (m) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] dataplane: ${m}\n`);
-  const record = (s) => {
-    const line = `${JSON.stringify(s)}\n`;
-    if (values.out) appendFileSync(values.out, line);
-    else process.stdout.write(line);
-  };
-  let code = 0;
-  try {
-    await run({ ...opts, log, record, repo, workDir, exitOnSecondSignal: true });
-  } catch (e) {
-    log(e?.message ?? String(e));
-    code = /interrupted/.test(e?.message ?? '') ? 130 : 1;
-  }
-  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${workDir}/`);
-  if (mounted) log(`mounts left under ${workDir}: kept`);
-  else rmSync(workDir, { recursive: true, force: true });
-  return code;
+  return runStandalone('dataplane', run, opts, values.out);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  main().then(
-    (code) => process.exit(code),
-    (e) => {
-      process.stderr.write(`dataplane: ${e?.stack ?? e}\n`);
-      process.exit(1);
-    },
-  );
-}
+mainIfRun(import.meta.url, 'dataplane', main);

@@ -57,6 +57,17 @@ function timeGroup(groups, workload, preferred) {
 
 const logTicks = (ns) => ({ values: ns, format: '~s', labelFlush: false });
 
+/** The x encoding of a chart against N: log scale, a tick at each measured N (ns, ascending). */
+function nAxis(ns) {
+  return {
+    field: 'n',
+    type: 'quantitative',
+    title: 'published ports N (log)',
+    scale: { type: 'log', domain: ns.length > 1 ? [ns[0], ns[ns.length - 1]] : [ns[0] / 2, ns[0] * 2] },
+    axis: logTicks(ns),
+  };
+}
+
 /** The charts to draw: { file, title, spec } or { file, title, skipped }. */
 export function planCharts(groups) {
   const charts = [];
@@ -81,13 +92,7 @@ export function planCharts(groups) {
           height: 280,
           data: { values },
           encoding: {
-            x: {
-              field: 'n',
-              type: 'quantitative',
-              title: 'published ports N (log)',
-              scale: { type: 'log', domain: ns.length > 1 ? [ns[0], ns[ns.length - 1]] : [ns[0] / 2, ns[0] * 2] },
-              axis: logTicks(ns),
-            },
+            x: nAxis(ns),
             color: { field: 'config', type: 'nominal', title: 'configuration', sort: configs, scale: colorScale(configs) },
           },
           layer: [
@@ -170,13 +175,7 @@ export function planCharts(groups) {
           height: 260,
           data: { values: p.values },
           encoding: {
-            x: {
-              field: 'n',
-              type: 'quantitative',
-              title: 'published ports N (log)',
-              scale: { type: 'log', domain: ns.length > 1 ? [ns[0], ns[ns.length - 1]] : [ns[0] / 2, ns[0] * 2] },
-              axis: logTicks(ns),
-            },
+            x: nAxis(ns),
             color: { field: 'config', type: 'nominal', title: 'datapath', sort: configs, scale: colorScale(CP_CONFIGS) },
           },
           layer: [

@@ -56,6 +56,28 @@ const PLAIN_BRIDGE = 'br0';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The argv that starts bed's bridgeport daemon in its host netns: bed has
+ * paths.host, bin, config (the datapath), stateDir and runDir.
+ */
+export function daemonArgv(bed, metricsAddr, extra = []) {
+  return nsArgv(bed.paths.host, process.execPath, [
+    bed.bin,
+    'daemon',
+    '--datapath',
+    bed.config,
+    '--uplink',
+    UPLINK,
+    '--state-dir',
+    bed.stateDir,
+    '--run-dir',
+    bed.runDir,
+    '--metrics-addr',
+    metricsAddr,
+    ...extra,
+  ]);
+}
+
 /** i-th host IP on the uplink: 198.18.0.1, then 198.18.0.101, .102 … */
 export const hostIp = (i) => (i === 0 ? '198.18.0.1' : `198.18.0.${100 + i}`);
 
@@ -314,21 +336,7 @@ export class Bed {
     mkdirSync(this.runDir, { recursive: true });
     const logFile = path.join(this.dir, 'daemon.log');
     const fd = openSync(logFile, 'a');
-    const argv = nsArgv(this.paths.host, process.execPath, [
-      this.bin,
-      'daemon',
-      '--datapath',
-      this.config,
-      '--uplink',
-      UPLINK,
-      '--state-dir',
-      this.stateDir,
-      '--run-dir',
-      this.runDir,
-      '--metrics-addr',
-      '',
-      ...this.daemonArgs,
-    ]);
+    const argv = daemonArgv(this, '', this.daemonArgs);
     const daemon = new Child(execa(argv[0], argv.slice(1), { reject: false, stdin: 'ignore', stdout: fd, stderr: fd }), 'bridgeport daemon');
     closeSync(fd);
     this.daemon = daemon;

@@ -8,7 +8,7 @@ import type {
   RunRequest,
 } from '../api/types.js';
 import type { ApplyChange, Datapath, DatapathModel, DpPort } from '../datapath/datapath.js';
-import { toDatapathModel } from '../datapath/model.js';
+import { publishedPorts, toDatapathModel } from '../datapath/model.js';
 import { getLink, ipBatch, listIpv4Addresses, listRoutes } from '../host/iproute.js';
 import { createNetns, deleteNetns, netnsInode } from '../host/netns.js';
 import { createEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
@@ -31,7 +31,7 @@ import {
 } from '../model/port-spec.js';
 import type { ContainerRecord, EndpointRecord, NetworkRecord, PublishedPort, State } from '../model/state.js';
 import { renderHostsFile } from './hosts-file.js';
-import type { StateStore } from './state-store.js';
+import type { JournalRecord, StateStore } from './state-store.js';
 import { Transaction } from './transaction.js';
 
 export interface DaemonConfig {
@@ -71,6 +71,10 @@ function within(op: string, err: unknown): Error {
  */
 export class Daemon {
   private queue: Promise<unknown> = Promise.resolve();
+  /** Every published port of the committed state by host port (built on first use; port operations keep it current). */
+  private portIndexOf: PortIndex<PublishedPort> | undefined;
+  /** Which container each indexed port is of. */
+  private readonly portOwner = new WeakMap<PublishedPort, string>();
 
   constructor(
     private state: State,
@@ -93,6 +97,9 @@ export class Daemon {
 
   /** Brings the host in line with the stored state (start-up): default network, bridges, endpoints, rules. */
   async reconcile(): Promise<void> {
+    // Binds the socket listing now (sock_diag through libc, tens of ms the first
+    // time) so that the first publish does not pay for it.
+    await hostListeners();
     await this.transact('start daemon', async (draft, tx) => {
       this.ensureDefaultNetwork(draft);
       for (const n of draft.networks) {
@@ -334,7 +341,7 @@ export class Daemon {
         const ep = this.allocateEndpoint(draft, net, req.ip, 'eth0');
         c.endpoints.push(ep);
         for (const l of req.links ?? []) c.links.push(this.checkLink(draft, c, l));
-        c.ports = await this.expandPorts(draft, net, c, specs);
+        c.ports = await this.expandPorts(net, c, specs);
       }
       draft.containers.push(c);
 
@@ -403,10 +410,11 @@ export class Daemon {
   }
 
   /** Turns SPECs (and -P) into concrete bindings, checked against every port already published. */
-  private async expandPorts(draft: State, net: NetworkRecord, c: ContainerRecord, specs: PortSpec[]): Promise<PublishedPort[]> {
+  private async expandPorts(net: NetworkRecord, c: ContainerRecord, specs: PortSpec[]): Promise<PublishedPort[]> {
     const chosen: PublishedPort[] = [];
-    // Every port published anywhere (this container's own included), and what is chosen here as it is.
-    const taken = new PortIndex(draft.containers.flatMap((x) => x.ports));
+    // Every port published anywhere (this container's own included; the draft
+    // has not changed ports yet), and what is chosen here as it is.
+    const taken = new PortIndex<PortBinding>([], this.portIndex);
     const choose = (p: PublishedPort): void => {
       chosen.push(p);
       taken.add(p);
@@ -548,16 +556,14 @@ export class Daemon {
   }
 
   async publish(name: string, req: PublishRequest): Promise<PublishedPort[]> {
-    return this.transact(`publish ${name}`, async (draft) => {
-      const c = findContainer(draft, name);
+    return this.transactPorts(`publish ${name}`, name, async (state, c) => {
       const specs = req.ports.map(parsePortSpec);
       const ep = c.endpoints[0];
       if (c.mode !== 'bridge' || !ep) throw invalid(`container ${name} is not on a bridge network: nothing to publish to`);
-      const net = findNetwork(draft, ep.network);
+      const net = findNetwork(state, ep.network);
       if (net.internal) throw invalid(`network ${net.name} is internal: ports cannot be published`);
-      const added = await this.expandPorts(draft, net, c, specs);
-      for (const p of added) c.ports.push(p); // not push(...added): a range can be more ports than a call takes arguments
-      return added;
+      const added = await this.expandPorts(net, c, specs);
+      return { result: added, added, removed: [] };
     });
   }
 
@@ -583,21 +589,67 @@ export class Daemon {
   }
 
   async unpublish(name: string, req: PublishRequest): Promise<PublishedPort[]> {
-    return this.transact(`unpublish ${name}`, async (draft) => {
-      const c = findContainer(draft, name);
-      const removed: PublishedPort[] = [];
+    return this.transactPorts(`unpublish ${name}`, name, async (_state, c) => {
+      const removed = new Set<PublishedPort>();
       for (const text of req.ports) {
         const spec = parsePortSpec(text);
-        const matches = c.ports.filter((p) => matchesSpec(p, spec));
+        const matches = this.portsMatching(c, spec).filter((p) => !removed.has(p));
         if (!matches.length) throw notFound(`${text} is not published`);
-        for (const m of matches) removed.push(m);
-        c.ports = c.ports.filter((p) => !matches.includes(p));
+        for (const m of matches) removed.add(m);
       }
-      return removed;
+      return { result: [...removed], added: [], removed: [...removed] };
     });
   }
 
+  /** c's published ports that `spec` names: looked up by host port when it names few, else by a scan. */
+  private portsMatching(c: ContainerRecord, spec: PortSpec): PublishedPort[] {
+    const hostPorts = spec.hostPortStart === 0 ? Infinity : spec.hostPortEnd - spec.hostPortStart + 1;
+    if (hostPorts > 64) return c.ports.filter((p) => matchesSpec(p, spec));
+    const out: PublishedPort[] = [];
+    const index = this.portIndex;
+    for (let port = spec.hostPortStart; port <= spec.hostPortEnd; port++) {
+      for (const p of index.on(spec.proto, port)) if (this.portOwner.get(p) === c.name && matchesSpec(p, spec)) out.push(p);
+    }
+    return out;
+  }
+
   // --- plumbing ---------------------------------------------------------------
+
+  private get portIndex(): PortIndex<PublishedPort> {
+    if (!this.portIndexOf) {
+      this.portIndexOf = new PortIndex();
+      for (const c of this.state.containers) this.indexPorts(c.name, c.ports);
+    }
+    return this.portIndexOf;
+  }
+
+  private indexPorts(owner: string, ports: PublishedPort[]): void {
+    for (const p of ports) {
+      this.portIndexOf?.add(p);
+      this.portOwner.set(p, owner);
+    }
+  }
+
+  /**
+   * Runs operations one at a time, in the order they came, and reports each
+   * one's duration; errors are re-labelled with the operation.
+   */
+  private serialize<T>(op: string, task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(async () => {
+      const started = process.hrtime.bigint();
+      const observe = (ok: boolean) => this.onOperation?.(op, Number(process.hrtime.bigint() - started) / 1e9, ok);
+      try {
+        const result = await task();
+        observe(true);
+        return result;
+      } catch (err) {
+        observe(false);
+        throw within(op, err);
+      }
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
 
   /**
    * Runs one operation against a draft of the state, serialized with every
@@ -606,36 +658,119 @@ export class Daemon {
    * rendered from the unchanged state again.
    */
   private transact<T>(op: string, fn: (draft: State, tx: Transaction) => Promise<T>): Promise<T> {
-    const task = this.queue.then(async () => {
-      const started = process.hrtime.bigint();
-      const observe = (ok: boolean) => this.onOperation?.(op, Number(process.hrtime.bigint() - started) / 1e9, ok);
-      const before = this.state;
-      const draft = structuredClone(before);
-      const tx = new Transaction();
+    return this.serialize(op, () => this.commitWhole(op, fn));
+  }
+
+  private async commitWhole<T>(op: string, fn: (draft: State, tx: Transaction) => Promise<T>): Promise<T> {
+    const before = this.state;
+    const draft = structuredClone(before);
+    const tx = new Transaction();
+    try {
+      const result = await fn(draft, tx);
+      const oldModel = this.model(before);
+      const newModel = this.model(draft);
+      await this.datapath.apply(newModel, { publishedUdp: newUdpPorts(oldModel, newModel) } satisfies ApplyChange);
+      await this.store.save(draft);
+      this.state = draft;
+      // The draft's records are copies: the index is made anew from them, now
+      // (this operation already costs O(N)) rather than in the next port operation.
+      this.portIndexOf = undefined;
+      void this.portIndex;
+      for (const err of await tx.commit()) this.log(`${op}: clean-up: ${String(err)}`);
+      return result;
+    } catch (err) {
+      for (const undoErr of await tx.rollback()) this.log(`${op}: rollback: ${String(undoErr)}`);
+      await this.rerender(op, before);
+      throw err;
+    }
+  }
+
+  /**
+   * A change to one container's published ports, at a cost that does not grow
+   * with the ports already published where the datapath allows. `fn` only
+   * reads the state and says what changes; the datapath renders the change
+   * (only the ports that changed, with a datapath's applyPorts), the store
+   * appends one journal record, and only then are the container's ports
+   * changed in place: no copy of the state or of its N ports. Without
+   * applyPorts, or when a link makes the container's ports part of another
+   * container's rules (a linked child's published ports are its exposed
+   * ports), the datapath renders the whole model.
+   */
+  private transactPorts<T>(op: string, name: string, fn: (state: State, c: ContainerRecord) => Promise<PortChange<T>>): Promise<T> {
+    return this.serialize(op, async () => {
+      const state = this.state;
+      const c = findContainer(state, name);
+      let rendered = false;
       try {
-        const result = await fn(draft, tx);
-        const oldModel = this.model(before);
-        const newModel = this.model(draft);
-        await this.datapath.apply(newModel, { publishedUdp: newUdpPorts(oldModel, newModel) } satisfies ApplyChange);
-        await this.store.save(draft);
-        this.state = draft;
-        for (const err of await tx.commit()) this.log(`${op}: clean-up: ${String(err)}`);
-        observe(true);
+        const { result, added, removed } = await fn(state, c);
+        if (!added.length && !removed.length) return result;
+        const after = (): State => withPorts(state, c, added, removed);
+        const networks = new Map(state.networks.map((n) => [n.name, n]));
+        const linkedTo = state.containers.some((x) => x.links.some((l) => l.name === c.name));
+        rendered = true;
+        if (this.datapath.applyPorts && !linkedTo) {
+          await this.datapath.applyPorts({ added: publishedPorts(c, added, networks), removed: publishedPorts(c, removed, networks) });
+        } else {
+          const publishedUdp = publishedPorts(c, added.filter((p) => p.proto === 'udp'), networks);
+          await this.datapath.apply(this.model(after()), { publishedUdp } satisfies ApplyChange);
+        }
+        const record: JournalRecord = added.length
+          ? { publish: { container: c.name, ports: added } }
+          : { unpublish: { container: c.name, ports: removed.map(({ proto, hostIp, hostPort, containerPort }) => ({ proto, hostIp, hostPort, containerPort })) } };
+        await this.store.append(record, after);
+        // Committed: the change itself, in place and all at once (nothing runs between these lines).
+        c.ports = changedPorts(c.ports, added, removed, true);
+        for (const p of removed) this.portIndexOf?.remove(p);
+        this.indexPorts(c.name, added);
         return result;
       } catch (err) {
-        for (const undoErr of await tx.rollback()) this.log(`${op}: rollback: ${String(undoErr)}`);
-        try {
-          await this.datapath.apply(this.model(before));
-        } catch (applyErr) {
-          this.log(`${op}: rollback: re-render datapath: ${String(applyErr)}`);
-        }
-        observe(false);
-        throw within(op, err);
+        if (rendered) await this.rerender(op, state);
+        throw err;
       }
     });
-    this.queue = task.catch(() => undefined);
-    return task;
   }
+
+  /** After a failed operation: the datapath rendered from the state it had before. */
+  private async rerender(op: string, state: State): Promise<void> {
+    try {
+      await this.datapath.apply(this.model(state));
+    } catch (applyErr) {
+      this.log(`${op}: rollback: re-render datapath: ${String(applyErr)}`);
+    }
+  }
+}
+
+/** `state` with c's ports changed, c's record and port list copied: the state itself is unchanged. */
+function withPorts(state: State, c: ContainerRecord, added: PublishedPort[], removed: PublishedPort[]): State {
+  const copy = { ...c, ports: changedPorts(c.ports, added, removed, false) };
+  return { ...state, containers: state.containers.map((x) => (x === c ? copy : x)) };
+}
+
+/**
+ * `ports` without `removed`, with `added` at the end: changed in place when
+ * `inPlace`, else a new list. A few removals are spliced out: a filter calls
+ * back for every one of 100 000 ports, milliseconds per operation.
+ */
+function changedPorts(ports: PublishedPort[], added: PublishedPort[], removed: PublishedPort[], inPlace: boolean): PublishedPort[] {
+  let out = inPlace ? ports : ports.slice();
+  if (removed.length > 64) {
+    const gone = new Set(removed);
+    out = out.filter((p) => !gone.has(p));
+  } else {
+    for (const p of removed) {
+      const i = out.indexOf(p);
+      if (i >= 0) out.splice(i, 1);
+    }
+  }
+  for (const p of added) out.push(p); // not push(...added): a range can be more ports than a call takes arguments
+  return out;
+}
+
+/** What a port operation changed, and what it answers. */
+interface PortChange<T> {
+  result: T;
+  added: PublishedPort[];
+  removed: PublishedPort[];
 }
 
 function newUdpPorts(before: DatapathModel, after: DatapathModel): DpPort[] {

@@ -116,12 +116,26 @@ export interface DatapathStats {
   maps?: { name: string; entries: number; capacity: number }[];
 }
 
+/** Ports published and unpublished by one operation that changed nothing else. */
+export interface PortsChange {
+  added: DpPort[];
+  removed: DpPort[];
+}
+
 export interface Datapath {
   readonly name: DatapathName;
   /** Reads every counter (one pass; called per scrape). */
   stats(): Promise<DatapathStats>;
   /** Makes the kernel match the model. Applies whole or not at all. */
   apply(model: DatapathModel, change?: ApplyChange): Promise<void>;
+  /**
+   * Publishes and unpublishes ports without rendering the rest again, for a
+   * datapath whose cost would otherwise grow with every port already published
+   * (optional: the daemon calls apply() with the whole model when absent).
+   * Only for changes to ports alone, on top of the last apply. Applies whole
+   * or not at all.
+   */
+  applyPorts?(change: PortsChange): Promise<void>;
   /** Removes everything this datapath installed in this namespace. */
   teardown(): Promise<void>;
   /** Facts for `status`. */

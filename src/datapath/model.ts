@@ -1,5 +1,5 @@
 import type { ExposedPort } from '../model/port-spec.js';
-import type { ContainerRecord, State } from '../model/state.js';
+import type { ContainerRecord, NetworkRecord, PublishedPort, State } from '../model/state.js';
 import type { DatapathModel, DpEndpoint, DpLinkPermit, DpPort } from './datapath.js';
 
 /**
@@ -18,6 +18,23 @@ export function exposedPorts(c: ContainerRecord): ExposedPort[] {
   });
 }
 
+/** `ports` of `c` as the datapath sees them: forwarded to c's first endpoint, the one its default route uses. */
+export function publishedPorts(c: ContainerRecord, ports: PublishedPort[], networks: Map<string, NetworkRecord>): DpPort[] {
+  const primary = c.endpoints[0];
+  const net = primary && networks.get(primary.network);
+  if (!primary || !net) return [];
+  return ports.map((p) => ({
+    container: c.name,
+    network: net.name,
+    bridge: net.bridge,
+    proto: p.proto,
+    hostIp: p.hostIp,
+    hostPort: p.hostPort,
+    containerIp: primary.ip,
+    containerPort: p.containerPort,
+  }));
+}
+
 export function toDatapathModel(state: State, uplinks: string[]): DatapathModel {
   const networks = new Map(state.networks.map((n) => [n.name, n]));
   const byName = new Map(state.containers.map((c) => [c.name, c]));
@@ -31,23 +48,7 @@ export function toDatapathModel(state: State, uplinks: string[]): DatapathModel 
       if (!net) continue;
       endpoints.push({ container: c.name, network: net.name, bridge: net.bridge, ip: ep.ip, mac: ep.mac, hostIf: ep.hostIf });
     }
-    // Published ports forward to the container's first endpoint, the one its default route uses.
-    const primary = c.endpoints[0];
-    const primaryNet = primary && networks.get(primary.network);
-    if (primary && primaryNet) {
-      for (const p of c.ports) {
-        ports.push({
-          container: c.name,
-          network: primaryNet.name,
-          bridge: primaryNet.bridge,
-          proto: p.proto,
-          hostIp: p.hostIp,
-          hostPort: p.hostPort,
-          containerIp: primary.ip,
-          containerPort: p.containerPort,
-        });
-      }
-    }
+    for (const p of publishedPorts(c, c.ports, networks)) ports.push(p);
     for (const link of c.links) {
       const child = byName.get(link.name);
       if (!child) continue;

@@ -194,28 +194,49 @@ export function bindingsOverlap(a: PortBinding, b: PortBinding): boolean {
 /**
  * Published host ports by protocol and port, for `bindingsOverlap` questions in
  * constant time: checking each of N new ports against N published ones by a
- * scan took minutes at N = 100 000.
+ * scan took minutes at N = 100 000. An index made `over` another one sees both
+ * and changes only itself (what one operation chooses, before it commits).
  */
-export class PortIndex {
-  /** "proto/port" → the host IPs it is bound on. */
-  private readonly ips = new Map<string, string[]>();
+export class PortIndex<T extends PortBinding = PortBinding> {
+  /** "proto/port" → the bindings on it (any host IP). */
+  private readonly bound = new Map<string, T[]>();
 
-  constructor(bindings: Iterable<PortBinding> = []) {
+  constructor(
+    bindings: Iterable<T> = [],
+    private readonly over?: PortIndex<T>,
+  ) {
     for (const b of bindings) this.add(b);
   }
 
-  add(b: PortBinding): void {
+  add(b: T): void {
     const key = `${b.proto}/${b.hostPort}`;
-    const list = this.ips.get(key);
-    if (list) list.push(b.hostIp);
-    else this.ips.set(key, [b.hostIp]);
+    const list = this.bound.get(key);
+    if (list) list.push(b);
+    else this.bound.set(key, [b]);
+  }
+
+  /** Forgets `b` (this very object); false when it was not in this index. */
+  remove(b: T): boolean {
+    const key = `${b.proto}/${b.hostPort}`;
+    const list = this.bound.get(key);
+    const i = list ? list.indexOf(b) : -1;
+    if (!list || i < 0) return false;
+    if (list.length === 1) this.bound.delete(key);
+    else list.splice(i, 1);
+    return true;
+  }
+
+  /** The bindings on (proto, hostPort), whatever their host IP. */
+  on(proto: Proto, hostPort: number): readonly T[] {
+    const own = this.bound.get(`${proto}/${hostPort}`) ?? [];
+    return this.over ? [...this.over.on(proto, hostPort), ...own] : own;
   }
 
   /** Whether a binding on (proto, hostIp, hostPort) would overlap one in the index. */
   overlaps(proto: Proto, hostIp: string, hostPort: number): boolean {
-    const list = this.ips.get(`${proto}/${hostPort}`);
-    if (!list) return false;
-    return hostIp === ANY_IPV4 || list.some((ip) => ip === hostIp || ip === ANY_IPV4);
+    const list = this.bound.get(`${proto}/${hostPort}`);
+    if (list && (hostIp === ANY_IPV4 || list.some((b) => b.hostIp === hostIp || b.hostIp === ANY_IPV4))) return true;
+    return this.over?.overlaps(proto, hostIp, hostPort) ?? false;
   }
 }
 

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeEach, expect, it } from 'vitest';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
-import { type Env, fails, ok, runEcho, useDaemon } from '../helpers/scenario.js';
+import { type Env, fails, ok, probe, runEcho, useDaemon } from '../helpers/scenario.js';
 import { REPO_ROOT, runCommand } from '../helpers/topology.js';
 import { startEchoServer } from '../helpers/traffic.js';
 
@@ -107,6 +107,26 @@ describePriv.each(DATAPATHS)('bad input is refused and changes nothing (%s)', (d
     // The same operation works once the obstacle is gone.
     await ok(e.d, ['run', '-d', '--name', 'late', '--network', 'used', '-p', '8085:80', '--', 'sleep', '3017']);
     await ok(e.d, ['rm', '-f', 'late']);
+  });
+
+  it('a port change whose journal cannot be written is rolled back, datapath included', async () => {
+    const e = env();
+    const before = await snapshot(e);
+    const journal = join(e.d.stateDir, 'state.journal');
+    await mkdir(journal);
+    try {
+      const stderr = await fails(e.d, ['publish', 'web', '-p', '8086:80']);
+      expect(stderr).toMatch(/publish web: .*state\.journal/);
+      const unpublish = await fails(e.d, ['unpublish', 'web', '-p', '8080:80']);
+      expect(unpublish).toMatch(/unpublish web: .*state\.journal/);
+    } finally {
+      await rmdir(journal);
+    }
+    expect(await snapshot(e)).toEqual(before);
+    expect((await probe(e.topo.inClient, 'tcp', e.topo.hostIp, 8086)).ok, 'the refused port is not forwarded').toBe(false);
+    expect((await probe(e.topo.inClient, 'tcp', e.topo.hostIp, 8080)).ok, 'the port kept is still forwarded').toBe(true);
+    await ok(e.d, ['publish', 'web', '-p', '8086:80']);
+    expect((await probe(e.topo.inClient, 'tcp', e.topo.hostIp, 8086)).ok).toBe(true);
   });
 
   it('an unknown datapath and malformed daemon flags are refused', async () => {

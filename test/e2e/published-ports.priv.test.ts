@@ -117,6 +117,40 @@ describePriv.each(DATAPATHS)('published ports (%s)', (datapath) => {
     expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8084)).ok).toBe(false);
   });
 
+  it('port changes survive a kill -9 (they are journaled, not only rendered)', async () => {
+    const { topo, d } = env();
+    await runEcho(d, 'web', { flags: ['-p', '8094:80'] });
+    await ok(d, ['publish', 'web', '-p', '8095:80', '-p', '8096-8097:80-81']);
+    await ok(d, ['unpublish', 'web', '-p', '8094:80']);
+    await ok(d, ['unpublish', 'web', '-p', '8097:81']);
+    const listed = async () => ((await d.cliJson(['port', 'web', '--json'])) as { hostPort: number }[]).map((p) => p.hostPort).sort();
+    expect(await listed()).toEqual([8095, 8096]);
+    await d.kill9();
+    await d.restart();
+    expect(await listed()).toEqual([8095, 8096]);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8094)).ok).toBe(false);
+    expect(localPort(await probe(topo.inClient, 'tcp', topo.hostIp, 8096))).toBe(80);
+    // And again after the restart's whole save started a new journal.
+    await ok(d, ['publish', 'web', '-p', '8098:80']);
+    await d.kill9();
+    await d.restart();
+    expect(await listed()).toEqual([8095, 8096, 8098]);
+    expect((await probe(topo.inClient, 'tcp', topo.hostIp, 8098)).ok).toBe(true);
+  });
+
+  it('a port published on a linked container opens to the container linking to it (--icc=false)', async () => {
+    const { d } = env();
+    await ok(d, ['network', 'create', 'quiet', '--icc=false']);
+    const db = await runEcho(d, 'db', { network: 'quiet', specs: ['tcp:80', 'tcp:81'] });
+    await runEcho(d, 'app', { network: 'quiet', flags: ['--link', 'db'] });
+    const dbIp = ipOf(db, 'quiet');
+    expect((await probe(inContainer(d, 'app'), 'tcp', dbIp, 81)).ok, 'not exposed yet').toBe(false);
+    await ok(d, ['publish', 'db', '-p', '8181:81']);
+    expect((await probe(inContainer(d, 'app'), 'tcp', dbIp, 81)).ok, 'a published port is exposed to links').toBe(true);
+    await ok(d, ['unpublish', 'db', '-p', '8181:81']);
+    expect((await probe(inContainer(d, 'app'), 'tcp', dbIp, 81)).ok, 'closed again').toBe(false);
+  });
+
   it('flushes stale UDP conntrack entries when a port is published', async () => {
     const { topo, d } = env();
     await runEcho(d, 'dns');

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { expect, it } from 'vitest';
 import { describePriv } from '../helpers/privileged.js';
-import { createTopology, netnsId, pidsInNetns, runCommand, type Topology, useTopology } from '../helpers/topology.js';
+import { createTopology, netnsId, pidsInNetns, REPO_ROOT, runCommand, type Topology, useTopology } from '../helpers/topology.js';
 import { probe, probeMany, startEchoServer } from '../helpers/traffic.js';
 
 async function netnsNames(): Promise<string[]> {
@@ -127,6 +127,42 @@ describePriv('topology cleanup', () => {
       expect(existsSync(t.workDir)).toBe(false);
     } finally {
       await t.cleanup();
+    }
+  });
+});
+
+describePriv('host listeners (the check before a port is published)', () => {
+  const topo = useTopology();
+
+  it('sock_diag finds what /proc/net lists: TCP listeners and bound UDP sockets, v4 and v4-in-v6', async () => {
+    const t = topo();
+    const servers = [
+      await startEchoServer(t.hostNsPath, ['tcp:7701', 'udp:7702']),
+      await startEchoServer(t.hostNsPath, ['tcp:7703'], { bind: '127.0.0.1' }),
+    ];
+    try {
+      // A v6 wildcard listener also serves IPv4: it must count as 0.0.0.0.
+      const v6 = `const s=require('net').createServer();s.listen({port:7704,host:'::'},()=>console.log('up'));setTimeout(()=>{},60000)`;
+      const argv = [`--net=${t.hostNsPath}`, process.execPath, '-e', v6];
+      const dual = execa('nsenter', argv, { reject: false, buffer: false, stdin: 'ignore' });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          dual.stdout?.once('data', () => resolve());
+          dual.once('exit', () => reject(new Error('v6 listener exited')));
+        });
+        const script = `import(${JSON.stringify(path.join(REPO_ROOT, 'dist', 'host', 'sockets.js'))}).then(async (m) => console.log(JSON.stringify({ diag: m.diagListeners(), proc: await m.procListeners() })))`;
+        const r = await t.inHost(process.execPath, ['-e', script]);
+        expect(r.exitCode, r.stderr).toBe(0);
+        const { diag, proc } = JSON.parse(r.stdout) as Record<string, { proto: string; hostIp: string; hostPort: number }[]>;
+        const key = (b: { proto: string; hostIp: string; hostPort: number }) => `${b.proto} ${b.hostIp}:${b.hostPort}`;
+        expect(diag!.map(key).sort()).toEqual(proc!.map(key).sort());
+        expect(diag!.map(key)).toEqual(expect.arrayContaining(['tcp 0.0.0.0:7701', 'udp 0.0.0.0:7702', 'tcp 127.0.0.1:7703', 'tcp 0.0.0.0:7704']));
+      } finally {
+        dual.kill('SIGKILL');
+        await dual.catch(() => undefined);
+      }
+    } finally {
+      for (const s of servers) await s.stop();
     }
   });
 });

@@ -95,8 +95,8 @@ describe('renderMaps', () => {
   it('refuses SCTP published on another port (its CRC32c covers the ports), accepts it on the same port', () => {
     const sctp = (hostPort: number) =>
       model({ ports: [{ container: 'web', network: 'a', bridge: 'br-a', proto: 'sctp', hostIp: '0.0.0.0', hostPort, containerIp: '172.20.0.2', containerPort: 3868 }] });
-    expect(() => checkSupported(sctp(3868))).not.toThrow();
-    expect(() => checkSupported(sctp(3869))).toThrow(/3869:3868\/sctp for web: the eBPF datapath cannot translate SCTP ports/);
+    expect(() => checkSupported(sctp(3868).ports)).not.toThrow();
+    expect(() => checkSupported(sctp(3869).ports)).toThrow(/3869:3868\/sctp for web: the eBPF datapath cannot translate SCTP ports/);
   });
 
   it('renders both directions of a link permit', () => {

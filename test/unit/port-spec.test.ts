@@ -228,6 +228,33 @@ describe('PortIndex', () => {
   it('is empty when built from nothing', () => {
     expect(new PortIndex().overlaps('tcp', '0.0.0.0', 80)).toBe(false);
   });
+
+  it('forgets a removed binding, and only that one', () => {
+    const a = { proto: 'tcp' as const, hostIp: '10.0.0.1', hostPort: 80, containerPort: 80 };
+    const b = { proto: 'tcp' as const, hostIp: '10.0.0.2', hostPort: 80, containerPort: 81 };
+    const index = new PortIndex([a, b]);
+    expect(index.remove({ ...a })).toBe(false); // an equal object is not the one indexed
+    expect(index.remove(a)).toBe(true);
+    expect(index.overlaps('tcp', '10.0.0.1', 80)).toBe(false);
+    expect(index.overlaps('tcp', '10.0.0.2', 80)).toBe(true);
+    expect(index.overlaps('tcp', '0.0.0.0', 80)).toBe(true);
+    expect(index.remove(a)).toBe(false);
+    expect(index.remove(b)).toBe(true);
+    expect(index.overlaps('tcp', '0.0.0.0', 80)).toBe(false);
+    expect(index.on('tcp', 80)).toEqual([]);
+  });
+
+  it('made over another index, sees both and changes only itself', () => {
+    const base = new PortIndex<PortBinding>([{ proto: 'udp', hostIp: '0.0.0.0', hostPort: 53, containerPort: 53 }]);
+    const draft = new PortIndex([], base);
+    const added = { proto: 'tcp' as const, hostIp: '10.0.0.1', hostPort: 80, containerPort: 80 };
+    draft.add(added);
+    expect(draft.overlaps('udp', '10.0.0.9', 53)).toBe(true);
+    expect(draft.overlaps('tcp', '10.0.0.1', 80)).toBe(true);
+    expect(base.overlaps('tcp', '10.0.0.1', 80)).toBe(false);
+    expect(draft.on('tcp', 80)).toEqual([added]);
+    expect(draft.on('udp', 53)).toHaveLength(1);
+  });
 });
 
 describe('expandPortSpec', () => {

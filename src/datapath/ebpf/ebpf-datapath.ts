@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { run } from '../../host/exec.js';
 import { listIpv4Addresses, listLinks } from '../../host/iproute.js';
 import { readSysctl, writeSysctl } from '../../host/sysctl.js';
-import type { ApplyChange, Counter, Datapath, DatapathModel, DatapathStats } from '../datapath.js';
+import type { ApplyChange, Counter, Datapath, DatapathModel, DatapathStats, PortsChange } from '../datapath.js';
 import {
   ABI_VERSION,
   CT_MASQUERADE,
@@ -53,7 +53,7 @@ import {
 } from './handles.js';
 import { layoutHash } from './layout.js';
 import { OBJECT_DIR } from './objects.js';
-import { checkSupported, type Entries, type HostFacts, POLICY_MAPS, renderMaps } from './render.js';
+import { checkSupported, type Entries, type HostFacts, POLICY_MAPS, type PortTargets, renderMaps, renderPorts } from './render.js';
 
 /** tc filter identity of bridgeport's programs (clsact, ingress). */
 const TC = { handle: 0xb9, priority: 1 } as const;
@@ -123,6 +123,8 @@ export class EbpfDatapath implements Datapath {
   private bridgeOfIp = new Map<string, string>();
   private xdpModes: Record<string, string> = {};
   private published = new Set<string>();
+  /** Where each endpoint's published ports go, as of the last apply (for applyPorts). */
+  private targets: PortTargets = new Map();
   /** "ifindex/direction" → program id of the tc filters this process attached (saves a netlink query per apply). */
   private readonly tcAttached = new Map<string, number>();
   private gcRuns = 0;
@@ -301,7 +303,7 @@ export class EbpfDatapath implements Datapath {
   }
 
   async apply(model: DatapathModel, _change?: ApplyChange): Promise<void> {
-    checkSupported(model);
+    checkSupported(model.ports);
     const facts = await this.hostFacts();
     // A removed network's bridge is deleted after this apply: its gateway is no longer ours.
     const bridges = new Set(model.networks.map((n) => n.bridge));
@@ -328,8 +330,30 @@ export class EbpfDatapath implements Datapath {
     }
     this.syncPublished(want.bp_published);
     this.published = new Set([...want.bp_published.keys()]);
+    this.targets = want.targets;
     this.flushUnpublished();
     this.pruneStats(model, facts);
+  }
+
+  /**
+   * Writes only the published-port entries a port operation changes: no
+   * interface listing, no rendering or diff of the N entries already there,
+   * so adding one port costs the same at any N. Same epoch switch as apply.
+   */
+  async applyPorts(change: PortsChange): Promise<void> {
+    checkSupported(change.added);
+    const added = renderPorts(change.added, this.targets);
+    const removed = renderPorts(change.removed, this.targets);
+    const mirror = this.mirror.get('bp_published') ?? new Map<string, Buffer>();
+    const want = new Map<string, Buffer | undefined>();
+    for (const k of removed.keys()) if (mirror.has(k)) want.set(k, undefined);
+    for (const [k, v] of added) want.set(k, v);
+    this.writePublished(want);
+    for (const [k, v] of want) {
+      if (v) this.published.add(k);
+      else this.published.delete(k);
+    }
+    if (removed.size) this.flushUnpublished();
   }
 
   /**
@@ -400,49 +424,62 @@ export class EbpfDatapath implements Datapath {
     this.mirror.set(name, new Map(want));
   }
 
-  /**
-   * Published ports change atomically per operation: new entries are written
-   * valid from the next epoch, removed ones valid until it, and one write of the
-   * epoch switches the whole set. Removed entries are deleted afterwards.
-   */
+  /** Makes bp_published hold exactly `want` (entries without epochs), switching in one epoch. */
   private syncPublished(want: Entries): void {
+    const have = this.mirror.get('bp_published') ?? new Map<string, Buffer>();
+    const change = new Map<string, Buffer | undefined>(want);
+    for (const k of have.keys()) if (!want.has(k)) change.set(k, undefined);
+    this.writePublished(change);
+  }
+
+  /**
+   * Published ports change atomically per operation: new entries (`change`'s
+   * values) are written valid from the next epoch, removed ones (undefined)
+   * valid until it, and one write of the epoch switches the whole set. Removed
+   * entries are deleted afterwards. An entry whose target is unchanged is not
+   * rewritten.
+   */
+  private writePublished(change: Map<string, Buffer | undefined>): void {
     const map = this.map('bp_published');
     const epochMap = this.map('bp_epoch');
     const current = decodeEpoch(epochMap.lookup(encodeU32(0)) ?? Buffer.alloc(8));
     const next = current + 1;
-    const have = this.mirror.get('bp_published') ?? new Map<string, Buffer>();
+    const mirror = this.mirror.get('bp_published') ?? new Map<string, Buffer>();
     const stamp = (v: Buffer, from: number, until: number): Buffer =>
       encodePublishedValue({ ...decodePublishedValue(v), epochFrom: from, epochUntil: until });
 
     const keys: Buffer[] = [];
     const values: Buffer[] = [];
     const gone: Buffer[] = [];
-    for (const [k, v] of want) {
-      const old = have.get(k);
-      if (old && sameTarget(old, v)) continue;
-      keys.push(Buffer.from(k, 'hex'));
-      values.push(stamp(v, next, 0));
+    const written = new Map<string, Buffer | undefined>();
+    for (const [k, v] of change) {
+      const old = mirror.get(k);
+      if (v) {
+        if (old && sameTarget(old, v)) continue;
+        const stamped = stamp(v, next, 0);
+        keys.push(Buffer.from(k, 'hex'));
+        values.push(stamped);
+        written.set(k, stamped);
+      } else if (old) {
+        keys.push(Buffer.from(k, 'hex'));
+        values.push(stamp(old, decodePublishedValue(old).epochFrom, next));
+        gone.push(Buffer.from(k, 'hex'));
+        written.set(k, undefined);
+      }
     }
-    for (const [k, v] of have) {
-      if (want.has(k)) continue;
-      keys.push(Buffer.from(k, 'hex'));
-      values.push(stamp(v, decodePublishedValue(v).epochFrom, next));
-      gone.push(Buffer.from(k, 'hex'));
-    }
+    this.mirror.set('bp_published', mirror);
     if (keys.length === 0) return;
     map.updateBatch(keys, values);
     epochMap.update(encodeU32(0), encodeEpoch(next));
+    for (const [k, v] of written) {
+      if (v) mirror.set(k, v);
+      else mirror.delete(k);
+    }
     if (gone.length) {
       map.deleteBatch(gone);
       // A port published again counts from zero, as a new series would.
       this.map('bp_port_stats').deleteBatch(gone.flatMap((k) => [DIR_IN, DIR_OUT].map((dir) => Buffer.from([...k.subarray(0, 7), dir]))));
     }
-    const mirror = new Map<string, Buffer>();
-    for (const [k, v] of want) {
-      const old = have.get(k);
-      mirror.set(k, old && sameTarget(old, v) ? old : stamp(v, next, 0));
-    }
-    this.mirror.set('bp_published', mirror);
   }
 
   /** Forgets the counters of endpoints and networks that are gone; remembers names for stats(). */

@@ -121,6 +121,74 @@ function bind() {
   };
 }
 
+let libcOnly: ReturnType<typeof bindLibc> | undefined;
+
+/** libc alone, for callers that must work where libbpf is not installed (the iptables datapath's hosts). */
+function bindLibc() {
+  const libc = koffi.load('libc.so.6');
+  return {
+    socket: libc.func('int socket(int domain, int type, int protocol)'),
+    send: libc.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
+    recv: libc.func('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
+    close: libc.func('int close(int fd)'),
+  };
+}
+
+const AF_NETLINK = 16;
+const SOCK_DGRAM_CLOEXEC = 2 | 0o2000000;
+const NETLINK_SOCK_DIAG = 4;
+const SOCK_DIAG_BY_FAMILY = 20;
+const NLM_F_REQUEST_DUMP = 0x1 | 0x300;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+
+/**
+ * One sock_diag dump (NETLINK_SOCK_DIAG, inet_diag_req_v2) of the calling
+ * thread's network namespace: the inet_diag_msg bodies of the sockets of
+ * `family`/`protocol` in `states` (a bit per TCP state). Asked for listeners
+ * only, the kernel walks only its listening hash, where /proc/net/tcp walks
+ * every bucket of the established hash too (milliseconds on any host).
+ */
+export function sockDiagDump(family: number, protocol: number, states: number): Buffer[] {
+  libcOnly ??= bindLibc();
+  const c = libcOnly;
+  const fd = c.socket(AF_NETLINK, SOCK_DGRAM_CLOEXEC, NETLINK_SOCK_DIAG) as number;
+  if (fd < 0) throw new BpfError('socket(AF_NETLINK, NETLINK_SOCK_DIAG)', lastErrno());
+  try {
+    // nlmsghdr (16 bytes) + inet_diag_req_v2 (56 bytes)
+    const req = Buffer.alloc(72);
+    req.writeUInt32LE(72, 0);
+    req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
+    req.writeUInt16LE(NLM_F_REQUEST_DUMP, 6);
+    req.writeUInt32LE(1, 8);
+    req.writeUInt8(family, 16);
+    req.writeUInt8(protocol, 17);
+    req.writeUInt32LE(states >>> 0, 20);
+    if ((c.send(fd, req, req.length, 0) as number) < 0) throw new BpfError('sock_diag: send', lastErrno());
+    const out: Buffer[] = [];
+    const buf = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const n = Number(c.recv(fd, buf, buf.length, 0));
+      if (n < 0) throw new BpfError('sock_diag: recv', lastErrno());
+      for (let off = 0; off + 16 <= n; ) {
+        const len = buf.readUInt32LE(off);
+        const type = buf.readUInt16LE(off + 4);
+        if (len < 16 || off + len > n) throw new BpfError('sock_diag: recv', constants.EINVAL, `malformed message of ${len} bytes`);
+        if (type === NLMSG_DONE) return out;
+        if (type === NLMSG_ERROR) {
+          const errno = -buf.readInt32LE(off + 16);
+          if (errno === 0) return out;
+          throw new BpfError('sock_diag: dump', errno);
+        }
+        if (type === SOCK_DIAG_BY_FAMILY) out.push(Buffer.from(buf.subarray(off + 16, off + len)));
+        off += (len + 3) & ~3;
+      }
+    }
+  } finally {
+    c.close(fd);
+  }
+}
+
 /** errno after a failed call (libbpf sets it for NULL returns too). */
 export const lastErrno = (): number => koffi.errno();
 

@@ -1,6 +1,6 @@
 import { formatIpv4, parseCidr } from '../../ipam/ipv4.js';
 import { invalid } from '../../model/errors.js';
-import type { DatapathModel } from '../datapath.js';
+import type { DatapathModel, DpPort } from '../datapath.js';
 import {
   encodeEndpoint,
   encodeFirewallKey,
@@ -61,6 +61,19 @@ export const POLICY_MAPS = [
   'bp_firewall',
 ] as const satisfies readonly (keyof MapContents)[];
 
+/** Where a published port's packets go: its container's veth on the host and its network (by bridge ifindex). */
+export interface PortTarget {
+  ifindex: number;
+  networkId: number;
+  /** A network without masquerade: the container port is also published on the container's own address. */
+  routed: boolean;
+}
+
+/** Port targets by "container/network". */
+export type PortTargets = Map<string, PortTarget>;
+
+export const targetKey = (container: string, network: string): string => `${container}/${network}`;
+
 const hex = (b: Buffer): string => b.toString('hex');
 
 function ifOf(facts: HostFacts, name: string, what: string): { ifindex: number; mac: string } {
@@ -74,8 +87,8 @@ function ifOf(facts: HostFacts, name: string, what: string): { ifindex: number; 
  * another port would need the CRC32c over the whole packet recomputed, which
  * BPF has no helper for (addresses are outside the CRC, so same-port SCTP is fine).
  */
-export function checkSupported(model: DatapathModel): void {
-  const bad = model.ports.find((p) => p.proto === 'sctp' && p.hostPort !== p.containerPort);
+export function checkSupported(ports: DpPort[]): void {
+  const bad = ports.find((p) => p.proto === 'sctp' && p.hostPort !== p.containerPort);
   if (bad) {
     throw invalid(
       `publish ${bad.hostPort}:${bad.containerPort}/sctp for ${bad.container}: the eBPF datapath cannot translate SCTP ports (the CRC32c covers them); publish SCTP on the same port (-p ${bad.containerPort}:${bad.containerPort}/sctp) or run --datapath iptables`,
@@ -83,7 +96,7 @@ export function checkSupported(model: DatapathModel): void {
   }
 }
 
-export function renderMaps(model: DatapathModel, facts: HostFacts): MapContents {
+export function renderMaps(model: DatapathModel, facts: HostFacts): MapContents & { targets: PortTargets } {
   const out: MapContents = {
     bp_networks: new Map(),
     bp_endpoints: new Map(),
@@ -110,12 +123,12 @@ export function renderMaps(model: DatapathModel, facts: HostFacts): MapContents 
     );
   }
 
-  const endpointIf = new Map<string, number>();
+  const targets: PortTargets = new Map();
   for (const e of model.endpoints) {
     const id = netId.get(e.network);
     if (id === undefined) continue;
     const veth = ifOf(facts, e.hostIf, `endpoint ${e.container}: veth`);
-    endpointIf.set(`${e.container}/${e.network}`, veth.ifindex);
+    targets.set(targetKey(e.container, e.network), { ifindex: veth.ifindex, networkId: id, routed: routed.has(e.network) });
     const value = encodeEndpoint({ ip: e.ip, ifindex: veth.ifindex, networkId: id, mac: e.mac });
     out.bp_endpoints.set(hex(encodeIpKey(e.ip)), value);
     out.bp_endpoint_by_if.set(hex(encodeU32(veth.ifindex)), value);
@@ -139,27 +152,33 @@ export function renderMaps(model: DatapathModel, facts: HostFacts): MapContents 
     if (!out.bp_uplinks.has(key)) out.bp_uplinks.set(key, encodeUplink({ ip: a.address, mac: up.mac }));
   }
 
-  for (const p of model.ports) {
-    const ifindex = endpointIf.get(`${p.container}/${p.network}`);
-    const id = netId.get(p.network);
-    if (ifindex === undefined || id === undefined) continue;
-    const value = { containerIp: p.containerIp, containerPort: p.containerPort, ifindex, networkId: id, epochFrom: 0, epochUntil: 0 };
-    out.bp_published.set(
-      hex(encodePublishedKey({ proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort })),
-      encodePublishedValue({ ...value, flags: 0 }),
-    );
-    // A routed network's published container port is reachable by the container's address too.
-    if (routed.has(p.network)) {
-      out.bp_published.set(
-        hex(encodePublishedKey({ proto: p.proto, hostIp: p.containerIp, hostPort: p.containerPort })),
-        encodePublishedValue({ ...value, flags: PUB_DIRECT }),
-      );
-    }
-  }
+  renderPorts(model.ports, targets, out.bp_published);
   for (const r of model.firewall) {
     const { network, prefix } = parseCidr(r.cidr);
     const key = encodeFirewallKey({ addr: formatIpv4(network), prefixLen: prefix, port: r.port ?? 0, proto: r.proto ? PROTO_NUMBER[r.proto] : 0 });
     out.bp_firewall.set(hex(key), encodeFirewallValue());
+  }
+  return { ...out, targets };
+}
+
+/**
+ * The bp_published entries of `ports`, without their epochs (the apply step
+ * stamps them), added to `out`. A port whose endpoint has no target is not
+ * rendered, as its endpoint is not.
+ */
+export function renderPorts(ports: DpPort[], targets: PortTargets, out: Entries = new Map()): Entries {
+  for (const p of ports) {
+    const t = targets.get(targetKey(p.container, p.network));
+    if (!t) continue;
+    const value = { containerIp: p.containerIp, containerPort: p.containerPort, ifindex: t.ifindex, networkId: t.networkId, epochFrom: 0, epochUntil: 0 };
+    out.set(hex(encodePublishedKey({ proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort })), encodePublishedValue({ ...value, flags: 0 }));
+    // A routed network's published container port is reachable by the container's address too.
+    if (t.routed) {
+      out.set(
+        hex(encodePublishedKey({ proto: p.proto, hostIp: p.containerIp, hostPort: p.containerPort })),
+        encodePublishedValue({ ...value, flags: PUB_DIRECT }),
+      );
+    }
   }
   return out;
 }

@@ -22,6 +22,8 @@ export interface RunOptions {
   /** Run inside this network namespace (a path such as /var/run/netns/x). */
   netns?: string;
   timeoutMs?: number;
+  /** Most bytes of stdout kept (execa's default: 100 MB). */
+  maxBuffer?: number;
 }
 
 /** Runs a command with an argument array (never a shell) and returns stdout. */
@@ -32,6 +34,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     input: opts.input,
     reject: false,
     timeout: opts.timeoutMs ?? 30_000,
+    ...(opts.maxBuffer ? { maxBuffer: opts.maxBuffer } : {}),
     stripFinalNewline: false,
   });
   if (result.exitCode !== 0 || result.failed) {

@@ -5,6 +5,13 @@ import { countersFrom, parseConntrack } from './counters.js';
 import { renderRules } from './render.js';
 import { parseSave, restoreScript, type Saved, teardownScript } from './restore.js';
 
+/**
+ * Whole-table saves and restores grow with the published ports: at 100 000
+ * ports (600 000 rules) iptables-save -c alone took longer than the default
+ * 30 s, and its output is tens of MB.
+ */
+const BULK = { timeoutMs: 15 * 60_000, maxBuffer: 1 << 30 } as const;
+
 export interface IptablesOptions {
   /** Set the FORWARD policy to DROP, as Docker does when it turned ip_forward on itself. */
   forwardDrop: boolean;
@@ -19,7 +26,7 @@ export class IptablesDatapath implements Datapath {
   constructor(private readonly opts: IptablesOptions) {}
 
   static async probe(): Promise<void> {
-    await run('iptables-save', ['-t', 'filter']);
+    await run('iptables-save', ['-t', 'filter'], BULK);
   }
 
   async apply(model: DatapathModel, change?: ApplyChange): Promise<void> {
@@ -30,7 +37,7 @@ export class IptablesDatapath implements Datapath {
 
     const rules = renderRules(model);
     const script = restoreScript(rules, await this.save(), { forwardDrop: this.opts.forwardDrop });
-    await run('iptables-restore', ['--noflush', '--counters'], { input: script });
+    await run('iptables-restore', ['--noflush', '--counters'], { input: script, ...BULK });
     this.lastRuleCount = rules.filter.length + rules.nat.length + rules.raw.length + rules.mangle.length;
     this.bridges = new Map(model.networks.map((n) => [n.bridge, n]));
 
@@ -46,7 +53,7 @@ export class IptablesDatapath implements Datapath {
 
   async teardown(): Promise<void> {
     const script = teardownScript(await this.save());
-    if (script) await run('iptables-restore', ['--noflush'], { input: script });
+    if (script) await run('iptables-restore', ['--noflush'], { input: script, ...BULK });
   }
 
   async describe(): Promise<Record<string, unknown>> {
@@ -57,11 +64,11 @@ export class IptablesDatapath implements Datapath {
   async stats(): Promise<DatapathStats> {
     // One save of every table: all rule counters of one instant. An empty
     // conntrack table prints no lines (exit 0; "0 flow entries" on stderr).
-    const [saved, flows] = await Promise.all([this.save(), run('conntrack', ['-L'])]);
+    const [saved, flows] = await Promise.all([this.save(), run('conntrack', ['-L'], BULK)]);
     return countersFrom(saved, parseConntrack(flows), [...this.bridges.values()]);
   }
 
   private async save(): Promise<Saved> {
-    return parseSave(await run('iptables-save', ['-c']));
+    return parseSave(await run('iptables-save', ['-c'], BULK));
   }
 }

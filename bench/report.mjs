@@ -186,6 +186,8 @@ const LEGEND =
   `Cells: median over the rounds, [min–max], (k/R) when only k of the R rounds gave a value; ${NO_VALUE} = no value ` +
   '(not measured, or the measurement failed: see Errors and run.log). Ratios are of medians.';
 
+const clip = (text, max) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
 /** summary.md as a string. charts: what renderCharts() returned. */
 export function summaryMarkdown(results, charts) {
   const groups = aggregate(results.samples);
@@ -213,7 +215,12 @@ export function summaryMarkdown(results, charts) {
   if (results.interrupted) lines.push(`**Interrupted by ${results.interrupted}: the figures below are partial.**`, '');
   if (results.errors?.length) {
     lines.push('## Errors', '');
-    for (const e of results.errors) lines.push(`- ${e.suite}: ${String(e.message).split('\n')[0]}`);
+    for (const e of results.errors) {
+      const [head, ...rest] = String(e.message).split('\n');
+      lines.push(`- ${e.suite}: ${head}`);
+      // A suite's failures, one indented line each ("  n=… config: why"); the daemon log lines after them stay in results.json.
+      for (const f of rest.filter((l) => /^\s+n=\d/.test(l))) lines.push(`  - ${clip(f.trim(), 400)}`);
+    }
     lines.push('');
   }
   lines.push(LEGEND, '');

@@ -248,14 +248,21 @@ describe('report of a partial run', () => {
         ebpf: { 1: [4, 5, 6] },
         iptables: { 1: [20, 21, 22] },
       }),
-      { errors: [{ suite: 'dataplane', message: 'iperf3 exited with 1\nmore' }] },
+      {
+        errors: [
+          { suite: 'dataplane', message: 'iperf3 exited with 1\nmore' },
+          { suite: 'controlplane', message: `controlplane: 2 failure(s):\n  n=1 round 1/3 scrape iptables: HTTP 500\n  n=1000 round 2/3 restart_ready ebpf: ended (1); log x:\n2026 daemon log line\n  n=1 round 3/3 port_ops ebpf: ${'x'.repeat(500)}` },
+        ],
+      },
     );
     writeFileSync(path.join(dir, 'conn_rate.svg'), '<svg/>'); // left by an earlier report of this folder
     const out = await report.writeReport(dir);
     expect(out.charts.filter((c: any) => c.svg).map((c: any) => c.file)).toEqual(['controlplane.svg']);
     expect(out.summary).toContain('- conn_rate.svg (TCP connection rate vs published ports) not drawn: no dataplane tcp_crr conn_per_s sample.');
     expect(out.summary).toContain('throughput.svg (TCP throughput per configuration) not drawn');
-    expect(out.summary).toContain('## Errors\n\n- dataplane: iperf3 exited with 1\n');
+    expect(out.summary).toContain('## Errors\n\n- dataplane: iperf3 exited with 1\n- controlplane: controlplane: 2 failure(s):\n  - n=1 round 1/3 scrape iptables: HTTP 500\n  - n=1000 round 2/3 restart_ready ebpf: ended (1); log x:\n  - n=1 round 3/3 port_ops ebpf: xxx');
+    expect(out.summary).not.toContain('daemon log line');
+    expect(out.summary).toMatch(/x{300}…\n/);
     expect(out.summary).not.toContain('## Data plane');
     expect(existsSync(path.join(dir, 'conn_rate.svg'))).toBe(false);
     expectSvg(path.join(dir, 'controlplane.svg'));

@@ -312,7 +312,8 @@ export async function verifyBed(bed, ctx) {
     if (nat) must(!other.ok, `peer → srv:${UNLINKED_PORT} (not linked) refused: icc=false works`);
     else must(other.ok, `peer → srv:${UNLINKED_PORT} answered: no rule on the nonat bridge`);
 
-    const save = await bed.exec('host', 'iptables-save', []);
+    // With 100 000 ports published a save takes longer than run()'s default 30 s.
+    const save = await bed.exec('host', 'iptables-save', [], { timeoutMs: 600_000, must: true });
     const ruleLines = save.stdout.split('\n').filter((l) => l.startsWith('-A '));
     const nft = await bed.exec('host', 'nft', ['list', 'ruleset']);
     const ct = await conntrackEntries(bed, ip, port);
@@ -327,7 +328,7 @@ export async function verifyBed(bed, ctx) {
       must(info.drops?.icc_denied > 0, `its icc_denied drop counter moved (${info.drops?.icc_denied})`);
       facts.push(`XDP on the uplink: ${JSON.stringify(info.xdp)}`);
     } else if (bed.config === 'iptables') {
-      const save2 = await bed.exec('host', 'iptables-save', ['-c', '-t', 'nat']);
+      const save2 = await bed.exec('host', 'iptables-save', ['-c', '-t', 'nat'], { timeoutMs: 600_000, must: true });
       const tag = `bridgeport:port:tcp:${ip}:${port}`;
       const rule = save2.stdout.split('\n').find((l) => l.includes(tag) && l.includes('DNAT'));
       const count = rule ? Number(/^\[(\d+):/.exec(rule)?.[1]) : Number.NaN;

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { machine, sample } from './lib/results.mjs';
+import { CONFIGS as ALL_CONFIGS, machine, sample } from './lib/results.mjs';
 import { writeReport } from './report.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -31,6 +31,7 @@ const USAGE = `usage: node bench/run.mjs [options]   (as root)
   --controlplane-ns LIST  N for the control-plane suite only (default: --ns)
   --rounds R         interleaved rounds per measurement (default ${FULL.rounds})
   --only SUITES      comma-separated subset of ${SUITES.join(', ')}
+  --configs LIST     only these configurations (of nonat, ebpf, iptables, nftables; each suite keeps those it has)
   --out DIR          where run folders go (default bench/results); DIR/latest points at the newest
 `;
 
@@ -43,6 +44,7 @@ function parseCli(argv) {
       'controlplane-ns': { type: 'string' },
       rounds: { type: 'string' },
       only: { type: 'string' },
+      configs: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -74,8 +76,14 @@ function parseCli(argv) {
     if (unknown.length || asked.length === 0) throw new UsageError(`--only: choose among ${SUITES.join(', ')}, got ${values.only}`);
     suites = SUITES.filter((s) => asked.includes(s));
   }
+  let configs;
+  if (values.configs !== undefined) {
+    configs = values.configs.split(',').map((s) => s.trim());
+    const unknown = configs.filter((c) => !ALL_CONFIGS.includes(c));
+    if (unknown.length || configs.length === 0) throw new UsageError(`--configs: choose among ${ALL_CONFIGS.join(', ')}, got ${values.configs}`);
+  }
   const out = path.resolve(values.out ?? path.join(REPO, 'bench/results'));
-  return { help: values.help ?? false, quick, ns, cpNs, rounds, suites, out };
+  return { help: values.help ?? false, quick, ns, cpNs, rounds, suites, configs, out };
 }
 
 class UsageError extends Error {}
@@ -150,7 +158,7 @@ async function main() {
     finished: null,
     command: ['node', path.relative(process.cwd(), process.argv[1]) || process.argv[1], ...process.argv.slice(2)].join(' '),
     quick: opts.quick,
-    params: { ns: opts.ns, controlplaneNs: opts.cpNs, rounds: opts.rounds, suites: opts.suites },
+    params: { ns: opts.ns, controlplaneNs: opts.cpNs, rounds: opts.rounds, suites: opts.suites, ...(opts.configs ? { configs: opts.configs } : {}) },
     machine: machine(REPO),
     suiteRuns: [],
     samples: [],
@@ -212,7 +220,9 @@ async function main() {
     try {
       const mod = await import(new URL(`./${name}.mjs`, import.meta.url).href);
       if (typeof mod.run !== 'function') throw new Error(`bench/${name}.mjs exports no run()`);
-      await mod.run({ quick: opts.quick, ns: name === 'controlplane' ? opts.cpNs : opts.ns, rounds: opts.rounds, log: (m) => log(name, m), record, repo: REPO, workDir });
+      const configs = opts.configs && (mod.CONFIGS ?? ALL_CONFIGS).filter((c) => opts.configs.includes(c));
+      if (configs?.length === 0) log('run', `${name}: none of --configs ${opts.configs.join(',')} is one of its configurations; skipped`);
+      else await mod.run({ quick: opts.quick, ns: name === 'controlplane' ? opts.cpNs : opts.ns, rounds: opts.rounds, log: (m) => log(name, m), record, repo: REPO, workDir, configs });
       run.ok = true;
     } catch (e) {
       results.errors.push({ suite: name, message: e?.message ?? String(e), stack: e?.stack });

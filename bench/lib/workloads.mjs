@@ -312,11 +312,12 @@ export async function verifyBed(bed, ctx) {
     if (nat) must(!other.ok, `peer → srv:${UNLINKED_PORT} (not linked) refused: icc=false works`);
     else must(other.ok, `peer → srv:${UNLINKED_PORT} answered: no rule on the nonat bridge`);
 
-    // With 100 000 ports published a save takes longer than run()'s default 30 s.
+    // Conntrack first: the client's flow is gone from it two minutes after it closed,
+    // and with 100 000 ports published one iptables-save takes about that long.
+    const ct = await conntrackEntries(bed, ip, port);
     const save = await bed.exec('host', 'iptables-save', [], { timeoutMs: 600_000, must: true });
     const ruleLines = save.stdout.split('\n').filter((l) => l.startsWith('-A '));
-    const nft = await bed.exec('host', 'nft', ['list', 'ruleset']);
-    const ct = await conntrackEntries(bed, ip, port);
+    const nft = await bed.exec('host', 'nft', ['list', 'ruleset'], { timeoutMs: 600_000 });
     if (bed.config === 'ebpf') {
       must(!/BRIDGEPORT/.test(save.stdout), `no iptables rule or chain of bridgeport's (${ruleLines.length} rules in all)`);
       must(!/bridgeport/i.test(nft.stdout), 'no nftables table of bridgeport\'s');

@@ -31,7 +31,7 @@ const USAGE = `usage: node bench/run.mjs [options]   (as root)
   --controlplane-ns LIST  N for the control-plane suite only (default: --ns)
   --rounds R         interleaved rounds per measurement (default ${FULL.rounds})
   --only SUITES      comma-separated subset of ${SUITES.join(', ')}
-  --configs LIST     only these configurations (of nonat, ebpf, iptables, nftables; each suite keeps those it has)
+  --configs LIST     only these configurations (of ${ALL_CONFIGS.join(', ')}; each suite keeps those it has)
   --out DIR          where run folders go (default bench/results); DIR/latest points at the newest
 `;
 
@@ -69,24 +69,20 @@ function parseCli(argv) {
     rounds = Number(values.rounds);
     if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`--rounds: a positive integer, got ${values.rounds}`);
   }
-  let suites = SUITES;
-  if (values.only !== undefined) {
-    const asked = values.only.split(',').map((s) => s.trim());
-    const unknown = asked.filter((s) => !SUITES.includes(s));
-    if (unknown.length || asked.length === 0) throw new UsageError(`--only: choose among ${SUITES.join(', ')}, got ${values.only}`);
-    suites = SUITES.filter((s) => asked.includes(s));
-  }
-  let configs;
-  if (values.configs !== undefined) {
-    configs = values.configs.split(',').map((s) => s.trim());
-    const unknown = configs.filter((c) => !ALL_CONFIGS.includes(c));
-    if (unknown.length || configs.length === 0) throw new UsageError(`--configs: choose among ${ALL_CONFIGS.join(', ')}, got ${values.configs}`);
-  }
+  const suites = values.only === undefined ? SUITES : choose('--only', values.only, SUITES);
+  const configs = values.configs === undefined ? undefined : choose('--configs', values.configs, ALL_CONFIGS);
   const out = path.resolve(values.out ?? path.join(REPO, 'bench/results'));
   return { help: values.help ?? false, quick, ns, cpNs, rounds, suites, configs, out };
 }
 
 class UsageError extends Error {}
+
+/** The members of `allowed` a comma-separated option names, in `allowed`'s order. */
+function choose(flag, text, allowed) {
+  const asked = text.split(',').map((s) => s.trim());
+  if (asked.length === 0 || asked.some((a) => !allowed.includes(a))) throw new UsageError(`${flag}: choose among ${allowed.join(', ')}, got ${text}`);
+  return allowed.filter((a) => asked.includes(a));
+}
 
 /** bench/results/2025-01-02T03-04-05Z, or -2, -3 … if a run started in the same second. */
 function makeRunDir(out, when) {

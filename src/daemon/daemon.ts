@@ -719,7 +719,7 @@ export class Daemon {
           : { unpublish: { container: c.name, ports: removed.map(({ proto, hostIp, hostPort, containerPort }) => ({ proto, hostIp, hostPort, containerPort })) } };
         await this.store.append(record, after);
         // Committed: the change itself, in place and all at once (nothing runs between these lines).
-        c.ports = changedPorts(c.ports, added, removed, true);
+        c.ports = changedPorts(c.ports, added, removed);
         for (const p of removed) this.portIndexOf?.remove(p);
         this.indexPorts(c.name, added);
         return result;
@@ -742,17 +742,17 @@ export class Daemon {
 
 /** `state` with c's ports changed, c's record and port list copied: the state itself is unchanged. */
 function withPorts(state: State, c: ContainerRecord, added: PublishedPort[], removed: PublishedPort[]): State {
-  const copy = { ...c, ports: changedPorts(c.ports, added, removed, false) };
+  const copy = { ...c, ports: changedPorts(c.ports.slice(), added, removed) };
   return { ...state, containers: state.containers.map((x) => (x === c ? copy : x)) };
 }
 
 /**
- * `ports` without `removed`, with `added` at the end: changed in place when
- * `inPlace`, else a new list. A few removals are spliced out: a filter calls
- * back for every one of 100 000 ports, milliseconds per operation.
+ * `ports` without `removed`, with `added` at the end; `ports` itself may be
+ * changed. A few removals are spliced out: a filter calls back for every one
+ * of 100 000 ports, milliseconds per operation.
  */
-function changedPorts(ports: PublishedPort[], added: PublishedPort[], removed: PublishedPort[], inPlace: boolean): PublishedPort[] {
-  let out = inPlace ? ports : ports.slice();
+function changedPorts(ports: PublishedPort[], added: PublishedPort[], removed: PublishedPort[]): PublishedPort[] {
+  let out = ports;
   if (removed.length > 64) {
     const gone = new Set(removed);
     out = out.filter((p) => !gone.has(p));

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { sockDiagDump } from '../datapath/ebpf/libbpf.js';
+import { formatIpv4 } from '../ipam/ipv4.js';
 import type { PortBinding, Proto } from '../model/port-spec.js';
 
 /** The kernel prints each __be32 word of an address as a host-order (little-endian) hex number. */
@@ -45,7 +46,7 @@ export function diagListeners(): PortBinding[] {
         // inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid (sport, dport big-endian; src, dst 16 bytes each).
         const hostPort = msg.readUInt16BE(4);
         const src = msg.subarray(8, 24);
-        const hostIp = family === AF_INET ? [...src.subarray(0, 4)].join('.') : v4OfBytes(src);
+        const hostIp = family === AF_INET ? formatIpv4(src.readUInt32BE(0)) : v4OfBytes(src);
         if (hostIp) out.push({ proto, hostIp, hostPort, containerPort: 0 });
       }
     }
@@ -56,7 +57,7 @@ export function diagListeners(): PortBinding[] {
 /** The IPv4 address an IPv6 socket also serves: `::` (dual stack) and `::ffff:a.b.c.d`; none for real IPv6. */
 function v4OfBytes(a: Buffer): string | undefined {
   if (a.every((b) => b === 0)) return '0.0.0.0';
-  if (a.subarray(0, 10).every((b) => b === 0) && a[10] === 0xff && a[11] === 0xff) return [...a.subarray(12, 16)].join('.');
+  if (a.subarray(0, 10).every((b) => b === 0) && a[10] === 0xff && a[11] === 0xff) return formatIpv4(a.readUInt32BE(12));
   return undefined;
 }
 

@@ -234,8 +234,8 @@ export class PortIndex<T extends PortBinding = PortBinding> {
 
   /** Whether a binding on (proto, hostIp, hostPort) would overlap one in the index. */
   overlaps(proto: Proto, hostIp: string, hostPort: number): boolean {
-    const list = this.bound.get(`${proto}/${hostPort}`);
-    if (list && (hostIp === ANY_IPV4 || list.some((b) => b.hostIp === hostIp || b.hostIp === ANY_IPV4))) return true;
+    const probe = { proto, hostIp, hostPort, containerPort: 0 };
+    if (this.bound.get(`${proto}/${hostPort}`)?.some((b) => bindingsOverlap(b, probe))) return true;
     return this.over?.overlaps(proto, hostIp, hostPort) ?? false;
   }
 }

@@ -23,6 +23,16 @@ async function snapshot({ topo, d }: Env): Promise<Record<string, unknown>> {
   };
 }
 
+/** Runs fn while a directory stands where the daemon writes the file `path`, so that write fails. */
+async function blocked(path: string, fn: () => Promise<void>): Promise<void> {
+  await mkdir(path);
+  try {
+    await fn();
+  } finally {
+    await rmdir(path);
+  }
+}
+
 describePriv.each(DATAPATHS)('bad input is refused and changes nothing (%s)', (datapath) => {
   const env = useDaemon(datapath, ['--ephemeral-ports', '40000-40099']);
 
@@ -93,14 +103,10 @@ describePriv.each(DATAPATHS)('bad input is refused and changes nothing (%s)', (d
     const e = env();
     const before = await snapshot(e);
     // Saving the state is the last step of every operation: make it fail.
-    const blocker = join(e.d.stateDir, 'state.json.tmp');
-    await mkdir(blocker);
-    try {
+    await blocked(join(e.d.stateDir, 'state.json.tmp'), async () => {
       const stderr = await fails(e.d, ['run', '-d', '--name', 'late', '--network', 'used', '-p', '8085:80', '--', 'sleep', '3017']);
       expect(stderr).toMatch(/run late: .*state\.json\.tmp/);
-    } finally {
-      await rmdir(blocker);
-    }
+    });
     expect(await snapshot(e)).toEqual(before);
     const leftovers = (await runCommand(['pgrep', '-f', 'sleep 3017'])).stdout.trim();
     expect(leftovers, 'the container process was killed').toBe('');
@@ -112,16 +118,12 @@ describePriv.each(DATAPATHS)('bad input is refused and changes nothing (%s)', (d
   it('a port change whose journal cannot be written is rolled back, datapath included', async () => {
     const e = env();
     const before = await snapshot(e);
-    const journal = join(e.d.stateDir, 'state.journal');
-    await mkdir(journal);
-    try {
+    await blocked(join(e.d.stateDir, 'state.journal'), async () => {
       const stderr = await fails(e.d, ['publish', 'web', '-p', '8086:80']);
       expect(stderr).toMatch(/publish web: .*state\.journal/);
       const unpublish = await fails(e.d, ['unpublish', 'web', '-p', '8080:80']);
       expect(unpublish).toMatch(/unpublish web: .*state\.journal/);
-    } finally {
-      await rmdir(journal);
-    }
+    });
     expect(await snapshot(e)).toEqual(before);
     expect((await probe(e.topo.inClient, 'tcp', e.topo.hostIp, 8086)).ok, 'the refused port is not forwarded').toBe(false);
     expect((await probe(e.topo.inClient, 'tcp', e.topo.hostIp, 8080)).ok, 'the port kept is still forwarded').toBe(true);

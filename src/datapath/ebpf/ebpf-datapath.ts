@@ -25,6 +25,7 @@ import {
   encodeCtKey,
   encodeEpoch,
   encodeMeta,
+  encodePublishedKey,
   encodePublishedValue,
   encodeSettings,
   encodeStatsKey,
@@ -122,7 +123,6 @@ export class EbpfDatapath implements Datapath {
   private ifnames = new Map<number, string>();
   private bridgeOfIp = new Map<string, string>();
   private xdpModes: Record<string, string> = {};
-  private published = new Set<string>();
   /** Where each endpoint's published ports go, as of the last apply (for applyPorts). */
   private targets: PortTargets = new Map();
   /** "ifindex/direction" → program id of the tc filters this process attached (saves a netlink query per apply). */
@@ -329,7 +329,6 @@ export class EbpfDatapath implements Datapath {
       this.sync(name, want[name]);
     }
     this.syncPublished(want.bp_published);
-    this.published = new Set([...want.bp_published.keys()]);
     this.targets = want.targets;
     this.flushUnpublished();
     this.pruneStats(model, facts);
@@ -342,17 +341,10 @@ export class EbpfDatapath implements Datapath {
    */
   async applyPorts(change: PortsChange): Promise<void> {
     checkSupported(change.added);
-    const added = renderPorts(change.added, this.targets);
     const removed = renderPorts(change.removed, this.targets);
-    const mirror = this.mirror.get('bp_published') ?? new Map<string, Buffer>();
-    const want = new Map<string, Buffer | undefined>();
-    for (const k of removed.keys()) if (mirror.has(k)) want.set(k, undefined);
-    for (const [k, v] of added) want.set(k, v);
+    const want = new Map<string, Buffer | undefined>([...removed.keys()].map((k) => [k, undefined]));
+    for (const [k, v] of renderPorts(change.added, this.targets)) want.set(k, v);
     this.writePublished(want);
-    for (const [k, v] of want) {
-      if (v) this.published.add(k);
-      else this.published.delete(k);
-    }
     if (removed.size) this.flushUnpublished();
   }
 
@@ -517,20 +509,12 @@ export class EbpfDatapath implements Datapath {
     return out;
   }
 
+  /** Whether a flow's original destination is a published port (the keys bp_published holds, as mirrored). */
   private isPublished = (origin: { hostIp: string; hostPort: number; proto: number }): boolean => {
     const proto = PROTO_NAME[origin.proto];
     if (!proto || proto === 'icmp') return false;
-    for (const hostIp of [origin.hostIp, '0.0.0.0']) {
-      const key = Buffer.alloc(8);
-      key.set(
-        hostIp.split('.').map(Number),
-        0,
-      );
-      key.writeUInt16BE(origin.hostPort, 4);
-      key.writeUInt8(origin.proto, 6);
-      if (this.published.has(key.toString('hex'))) return true;
-    }
-    return false;
+    const published = this.mirror.get('bp_published');
+    return [origin.hostIp, '0.0.0.0'].some((hostIp) => published?.has(encodePublishedKey({ proto, hostIp, hostPort: origin.hostPort }).toString('hex')));
   };
 
   /** Drops flows of ports that are no longer published, at once rather than at the next GC. */

@@ -19,8 +19,6 @@
 #include "lib/deliver.h"
 #include "lib/icmp_error.h"
 
-#define SNAT_TRIES 32
-
 struct arp_ipv4 {
 	__be16 hrd;
 	__be16 pro;
@@ -62,21 +60,38 @@ static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet 
 					__u32 net_id)
 {
 	bp_ct_touch(ct, p);
+	bp_ct_note_closing(skb, p, ct);
 	bp_count_flow(ct, skb->len, net_id);
-	struct bp_ct_value v = *ct;
-	if (bp_ct_apply(skb, p, &v))
+	/* What delivery needs, read before the rewrite (another CPU may change the entry). */
+	__u8 flags = ct->flags;
+	__u32 ifindex = ct->ifindex;
+	__be32 saddr = ct->new_saddr, daddr = ct->new_daddr;
+	__be16 sport = ct->new_sport, dport = ct->new_dport;
+	if (bp_ct_apply(skb, p, ct))
 		return drop(skb, BP_DROP_INVALID_PACKET);
-	if (v.flags & BP_CT_SNAT) {
-		p->tuple.saddr = v.new_saddr;
-		p->tuple.sport = v.new_sport;
+	if (flags & BP_CT_SNAT) {
+		p->tuple.saddr = saddr;
+		p->tuple.sport = sport;
 	}
-	if (v.flags & BP_CT_DNAT) {
-		p->tuple.daddr = v.new_daddr;
-		p->tuple.dport = v.new_dport;
+	if (flags & BP_CT_DNAT) {
+		p->tuple.daddr = daddr;
+		p->tuple.dport = dport;
 	}
-	if (v.ifindex)
+	if (ifindex)
 		return bp_deliver_to_endpoint(skb, p->tuple.daddr);
 	return bp_deliver_routed(skb, p, bridge_ifindex);
+}
+
+/* Creates the flow built in the scratch space (bp_new_flow) and delivers its first packet. */
+static __always_inline int deliver_new_flow(struct __sk_buff *skb, struct bp_packet *p, __u64 ports, struct bp_network *net, struct bp_endpoint *me)
+{
+	int reason = bp_ct_create(skb, p, ports);
+	if (reason)
+		return drop(skb, reason);
+	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
+	if (!ct)
+		return drop(skb, BP_DROP_CONNTRACK_FULL);
+	return deliver_flow(skb, p, ct, net->bridge_ifindex, me->network_id);
 }
 
 /* A published port reached from a container: hairpin DNAT (and SNAT to the gateway for itself). */
@@ -89,163 +104,78 @@ static __always_inline int hairpin(struct __sk_buff *skb, struct bp_packet *p, s
 	} else if (net->flags & BP_NET_INTERNAL) {
 		return drop(skb, BP_DROP_INTERNAL_NETWORK);
 	}
-	struct bp_ct_value orig = {}, reply = {};
-	orig.flags = BP_CT_DNAT | BP_CT_PUBLISHED;
-	orig.new_daddr = pub->container_ip;
-	orig.new_dport = pub->container_port;
-	orig.ifindex = pub->ifindex;
-	orig.origin.host_ip = pub_ip;
-	orig.origin.host_port = p->tuple.dport;
-	orig.origin.proto = p->tuple.proto;
-	reply.flags = BP_CT_SNAT | BP_CT_REPLY | BP_CT_PUBLISHED;
-	reply.new_saddr = p->tuple.daddr;
-	reply.new_sport = p->tuple.dport;
-	reply.ifindex = me->ifindex;
-	reply.origin = orig.origin;
+	struct bp_scratch *sc = bp_new_flow(skb, p);
+	if (!sc)
+		return drop(skb, BP_DROP_CONNTRACK_FULL);
+	bp_published_flow(sc, p, pub, pub_ip, me->ifindex);
 	if (pub->container_ip == p->tuple.saddr) {
 		/* To itself: the reply must come back through us, so the source becomes the gateway. */
-		orig.flags |= BP_CT_SNAT;
-		orig.new_saddr = net->gateway;
-		orig.new_sport = p->tuple.sport;
-		reply.flags |= BP_CT_DNAT;
-		reply.new_daddr = p->tuple.saddr;
-		reply.new_dport = p->tuple.sport;
+		sc->orig.flags |= BP_CT_SNAT;
+		sc->orig.new_saddr = net->gateway;
+		sc->orig.new_sport = p->tuple.sport;
+		sc->reply.flags |= BP_CT_DNAT;
+		sc->reply.new_daddr = p->tuple.saddr;
+		sc->reply.new_dport = p->tuple.sport;
 	}
-	if (bp_ct_create(p, &orig, &reply))
-		return drop(skb, BP_DROP_CONNTRACK_FULL);
-	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
-	if (!ct)
-		return drop(skb, BP_DROP_CONNTRACK_FULL);
-	return deliver_flow(skb, p, ct, net->bridge_ifindex, me->network_id);
+	return deliver_new_flow(skb, p, BP_CLASH_PORTS, net, me);
 }
 
 /*
- * The masqueraded TCP flow holding the reply tuple rkey, when it is closed
- * (FIN both ways, or a RST): removes both its entries and returns 1. The
- * delete of rkey succeeds on one CPU only, so two new flows never share it.
- * Like Linux NAT taking over a tuple whose conntrack entry is closing: the
- * server may still hold it in TIME_WAIT, and accepts a new SYN there when it
- * is newer (RFC 6191), as it does for a client reusing its own port.
- * A global function: verified once, not once per try of the caller's loop.
+ * Egress with the source rewritten to the uplink's address and a port of the
+ * reserved range (bp_ct_create): a port is in use only toward the same remote
+ * IP:port (ports are reused across remote endpoints, as connect() does), and a
+ * closed flow's port goes to a new connection only when the remote's
+ * TIME_WAIT would accept its SYN (bp_tw_accepts).
  */
-__noinline int bp_reclaim_port(struct bp_ct_key *rkey)
-{
-	if (!rkey)
-		return 0;
-	struct bp_ct_value *old = bpf_map_lookup_elem(&bp_ct, rkey);
-	if (!old || !(old->flags & BP_CT_MASQUERADE) || !(old->flags & BP_CT_REPLY) || !(old->flags & BP_CT_DNAT))
-		return 0;
-	struct bp_ct_key okey;
-	bp_ct_reverse(rkey, old, &okey);
-	struct bp_ct_value *orig = bpf_map_lookup_elem(&bp_ct, &okey);
-	if (orig && !bp_ct_closed(old, orig))
-		return 0;
-	if (!orig && !bp_ct_ended(old))
-		return 0;
-	if (bpf_map_delete_elem(&bp_ct, rkey))
-		return 0;
-	bpf_map_delete_elem(&bp_ct, &okey);
-	return 1;
-}
-
-/* Egress with the source rewritten to the uplink's address and a port of the reserved range. */
 static __always_inline int masquerade(struct __sk_buff *skb, struct bp_packet *p, struct bp_endpoint *me, struct bp_network *net)
 {
-	struct bpf_fib_lookup fib = {};
-	fib.family = AF_INET;
-	fib.l4_protocol = p->tuple.proto;
-	fib.ipv4_src = p->tuple.saddr;
-	fib.ipv4_dst = p->tuple.daddr;
-	fib.ifindex = net->bridge_ifindex;
-	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	struct bp_scratch *sc = bp_new_flow(skb, p);
+	if (!sc)
+		return drop(skb, BP_DROP_CONNTRACK_FULL);
+	struct bpf_fib_lookup *fib = &sc->fib;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = AF_INET;
+	fib->l4_protocol = p->tuple.proto;
+	fib->ipv4_src = p->tuple.saddr;
+	fib->ipv4_dst = p->tuple.daddr;
+	fib->ifindex = net->bridge_ifindex;
+	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return TC_ACT_OK;
-	__u32 out = fib.ifindex;
+	__u32 out = fib->ifindex;
 	struct bp_uplink *up = bpf_map_lookup_elem(&bp_uplinks, &out);
 	if (!up)
 		return TC_ACT_OK; /* not out an uplink: bridgeport has no address to use there */
-	__be32 nat_ip = up->ip;
 
-	struct bp_ct_value orig = {}, reply = {};
-	orig.flags = BP_CT_SNAT | BP_CT_MASQUERADE;
-	orig.new_saddr = nat_ip;
-	orig.ifindex = 0;
-	reply.flags = BP_CT_DNAT | BP_CT_REPLY | BP_CT_MASQUERADE;
-	reply.new_daddr = p->tuple.saddr;
-	reply.new_dport = p->tuple.sport;
-	reply.ifindex = me->ifindex;
-	__u64 now = bpf_ktime_get_ns();
-	orig.last_seen = reply.last_seen = now;
-	orig.tcp_flags = p->tcp_flags;
+	sc->orig.flags = BP_CT_SNAT | BP_CT_MASQUERADE;
+	sc->orig.new_saddr = up->ip;
+	sc->reply.flags = BP_CT_DNAT | BP_CT_REPLY | BP_CT_MASQUERADE;
+	sc->reply.new_daddr = p->tuple.saddr;
+	sc->reply.new_dport = p->tuple.sport;
+	sc->reply.ifindex = me->ifindex;
 
 	__u32 first = SETTINGS.snat_port_first, last = SETTINGS.snat_port_last;
 	if (!first || last < first)
 		return drop(skb, BP_DROP_NAT_PORTS_EXHAUSTED);
-	__u32 range = last - first + 1;
-	/* Where the search starts is a hash of the container's own tuple, not
-	 * random: when the container reuses a source port toward the same server
-	 * (Linux does once its side is closed), the flow tends to get the same
-	 * port back, so the server sees the same 4-tuple again, with the TCP
-	 * timestamps of the same socket pair, and takes the SYN over its
-	 * TIME_WAIT. Linux NAT keeps the source port itself for the same reason;
-	 * bridgeport cannot (host sockets use those ports), see README. */
-	__u32 start = (p->tuple.saddr ^ p->tuple.daddr ^ ((__u32)p->tuple.sport << 16 | p->tuple.dport)) * 2654435761U;
-	start ^= start >> 16;
-	/* Many short connections to one server hold its ports through their
-	 * closing timeout; a new connection (SYN) may take over a closed one's. */
-	int reclaim = bp_is_syn(p);
-	struct bp_ct_key rkey = {};
-	rkey.saddr = p->tuple.daddr;
-	rkey.daddr = nat_ip;
-	rkey.proto = p->tuple.proto;
-	int found = 0;
-	for (int i = 0; i < SNAT_TRIES; i++) {
-		__u16 port = bpf_htons((__u16)(first + (start + i) % range));
-		/* The reply comes back to (nat_ip, port): a published port there wins, skip it. */
-		if (p->tuple.proto != IPPROTO_ICMP &&
-		    (bp_published_lookup(p->tuple.proto, nat_ip, port) || bp_published_lookup(p->tuple.proto, 0, port)))
-			continue;
-		if (p->tuple.proto == IPPROTO_ICMP) {
-			rkey.sport = 0;
-			rkey.dport = port;
-		} else {
-			rkey.sport = p->tuple.dport;
-			rkey.dport = port;
-		}
-		/* NOEXIST makes the allocation collision-free across CPUs. */
-		if (bpf_map_update_elem(&bp_ct, &rkey, &reply, BPF_NOEXIST) == 0) {
-			orig.new_sport = port;
-			found = 1;
-			break;
-		}
-		/* Taken: by a closed connection to the same server, a new one may have it. */
-		if (reclaim && bp_reclaim_port(&rkey) && bpf_map_update_elem(&bp_ct, &rkey, &reply, BPF_NOEXIST) == 0) {
-			orig.new_sport = port;
-			found = 1;
-			break;
-		}
-	}
-	if (!found)
-		return drop(skb, BP_DROP_NAT_PORTS_EXHAUSTED);
-	if (bpf_map_update_elem(&bp_ct, &p->tuple, &orig, BPF_ANY)) {
-		bpf_map_delete_elem(&bp_ct, &rkey);
-		return drop(skb, BP_DROP_CONNTRACK_FULL);
-	}
-	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
-	if (!ct)
-		return drop(skb, BP_DROP_CONNTRACK_FULL);
-	return deliver_flow(skb, p, ct, net->bridge_ifindex, me->network_id);
+	/* The search starts at a hash of the container's own tuple: when the
+	 * container reuses a source port toward the same server, the flow tends
+	 * to get the same port back (the server sees the same 4-tuple, with the
+	 * timestamps of the same socket pair). Linux NAT keeps the source port
+	 * itself for the same reason; bridgeport's ports come from a range
+	 * reserved from the host's own sockets, see README. */
+	return deliver_new_flow(skb, p, BP_PORTS(first, last - first + 1), net, me);
 }
 
 /* Egress of a routed network: no rewrite, but tracked so replies may come in. */
 static __always_inline int routed_egress(struct __sk_buff *skb, struct bp_packet *p, struct bp_endpoint *me, struct bp_network *net)
 {
-	struct bp_ct_value orig = {}, reply = {};
-	reply.flags = BP_CT_REPLY;
-	reply.ifindex = me->ifindex;
-	if (bp_ct_create(p, &orig, &reply))
+	struct bp_scratch *sc = bp_new_flow(skb, p);
+	if (!sc)
 		return drop(skb, BP_DROP_CONNTRACK_FULL);
-	return bp_deliver_routed(skb, p, net->bridge_ifindex);
+	sc->reply.flags = BP_CT_REPLY;
+	sc->reply.ifindex = me->ifindex;
+	/* Rewritten only when its reply tuple clashed with another flow's. */
+	return deliver_new_flow(skb, p, BP_CLASH_PORTS, net, me);
 }
 
 /*

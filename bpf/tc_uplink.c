@@ -3,7 +3,9 @@
  * tc ingress on each uplink: traffic from outside.
  *  - packets of tracked flows: the entry's rewrite (replies of masqueraded
  *    flows, further packets to published ports), delivered into the container;
- *  - new flows to a published port: DNAT + conntrack, delivered into the container;
+ *  - new flows to a published port: DNAT + conntrack, delivered into the container
+ *    (with a source port of its own when the container-side tuple is another
+ *    live flow's, see bp_ct_create);
  *  - ICMP errors about a tracked flow: translated back like its replies;
  *  - anything else addressed to a container: dropped (no direct access);
  *  - the rest (the host's own traffic) passes untouched.
@@ -20,6 +22,7 @@
 static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *ct)
 {
 	bp_ct_touch(ct, p);
+	bp_ct_note_closing(skb, p, ct);
 	bp_count_flow(ct, skb->len, 0);
 	__be32 daddr = (ct->flags & BP_CT_DNAT) ? ct->new_daddr : p->tuple.daddr;
 	__u32 ifindex = ct->ifindex;
@@ -85,28 +88,21 @@ static __always_inline int uplink_ingress(struct __sk_buff *skb, const int prefi
 			bp_count_drop(BP_DROP_DIRECT_ACCESS, skb->len);
 			return TC_ACT_SHOT;
 		}
-		/* The origin names the publication (its host IP, 0.0.0.0 for every address). */
 		__be32 pub_ip = p.tuple.daddr;
 		if (!pub && bp_is_local(p.tuple.daddr)) {
 			pub = bp_published_lookup(p.tuple.proto, 0, p.tuple.dport);
 			pub_ip = 0;
 		}
 		if (pub) {
-			struct bp_ct_value orig = {}, reply = {};
-			orig.flags = BP_CT_DNAT | BP_CT_PUBLISHED;
-			orig.new_daddr = pub->container_ip;
-			orig.new_dport = pub->container_port;
-			orig.ifindex = pub->ifindex;
-			orig.origin.host_ip = pub_ip;
-			orig.origin.host_port = p.tuple.dport;
-			orig.origin.proto = p.tuple.proto;
-			reply.flags = BP_CT_SNAT | BP_CT_REPLY | BP_CT_PUBLISHED;
-			reply.new_saddr = p.tuple.daddr;
-			reply.new_sport = p.tuple.dport;
-			reply.ifindex = 0;
-			reply.origin = orig.origin;
-			if (bp_ct_create(&p, &orig, &reply)) {
+			struct bp_scratch *sc = bp_new_flow(skb, &p);
+			if (!sc) {
 				bp_count_drop(BP_DROP_CONNTRACK_FULL, skb->len);
+				return TC_ACT_SHOT;
+			}
+			bp_published_flow(sc, &p, pub, pub_ip, 0);
+			int reason = bp_ct_create(skb, &p, BP_CLASH_PORTS);
+			if (reason) {
+				bp_count_drop(reason, skb->len);
 				return TC_ACT_SHOT;
 			}
 			ct = bpf_map_lookup_elem(&bp_ct, &p.tuple);

@@ -12,7 +12,7 @@
 #include <linux/types.h>
 
 /* Bumped on any change below; pinned maps of another version are refused. */
-#define BP_ABI_VERSION 3
+#define BP_ABI_VERSION 4
 
 /* Per-instance knobs, set in .rodata before load (the same struct in every object). */
 struct bp_settings {
@@ -129,6 +129,7 @@ struct bp_frag_key {
 #define BP_TCP_ACK (1U << 1)
 #define BP_TCP_FIN (1U << 2)
 #define BP_TCP_RST (1U << 3)
+#define BP_TCP_TS  (1U << 4) /* ts_last holds a timestamp (TSval) this side sent */
 
 struct bp_ct_value {
 	__u64 last_seen;   /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
@@ -140,7 +141,15 @@ struct bp_ct_value {
 	struct bp_published_key origin; /* the published port of the flow, for flushing */
 	__u8 flags;        /* BP_CT_* */
 	__u8 tcp_flags;    /* BP_TCP_* seen in this direction */
-	__u8 pad[6];
+	__u8 pad[2];
+	/* What the far end's TIME_WAIT remembers of this side once it closes
+	 * (original direction of TCP flows only, from its first FIN on): the
+	 * highest TSval it sent (BP_TCP_TS) and the sequence number after its
+	 * FIN. A new SYN may take the tuple over only when the far end would
+	 * accept it (lib/conntrack.h, bp_tw_accepts). */
+	__u32 ts_last;
+	__u32 seq_end;
+	__u32 pad2;
 };
 
 /* Operator deny list (LPM trie): source CIDR, optionally one destination port.
@@ -216,6 +225,7 @@ enum bp_drop_reason {
 	BP_DROP_CONNTRACK_FULL = 7,
 	BP_DROP_NAT_PORTS_EXHAUSTED = 8,
 	BP_DROP_INVALID_PACKET = 9,
+	BP_DROP_TUPLE_CLASH = 10, /* a new flow's translated tuple is held by a live flow, and no port of its own is free */
 	BP_DROP_MAX = 16,
 };
 

@@ -25,6 +25,27 @@ static __always_inline void bp_ct_reverse(const struct bp_ct_key *k, const struc
 	out->pad[0] = out->pad[1] = out->pad[2] = 0;
 }
 
+/*
+ * The other direction's entry of the flow that owns (k, v), its key in pk; NULL
+ * when the pair is broken: the other key is gone, or it holds another flow's
+ * entry (one that leads back elsewhere). An entry whose partner is not its own
+ * is stale: no packet is translated with another flow's state.
+ */
+static __always_inline struct bp_ct_value *bp_ct_partner(const struct bp_ct_key *k, const struct bp_ct_value *v, struct bp_ct_key *pk)
+{
+	bp_ct_reverse(k, v, pk);
+	struct bp_ct_value *pv = bpf_map_lookup_elem(&bp_ct, pk);
+	if (!pv)
+		return 0;
+	/* bp_ct_reverse(pk, pv) == k, field by field (no key on the stack: callers' frames are tight). */
+	int snat = (pv->flags & BP_CT_SNAT) != 0, dnat = (pv->flags & BP_CT_DNAT) != 0;
+	if ((dnat ? pv->new_daddr : pk->daddr) != k->saddr || (snat ? pv->new_saddr : pk->saddr) != k->daddr)
+		return 0;
+	if ((dnat ? pv->new_dport : pk->dport) != k->sport || (snat ? pv->new_sport : pk->sport) != k->dport)
+		return 0;
+	return pv;
+}
+
 /* This direction of a TCP flow has ended (its side sent FIN or RST). */
 static __always_inline int bp_ct_ended(const struct bp_ct_value *v)
 {
@@ -45,31 +66,194 @@ static __always_inline int bp_is_syn(const struct bp_packet *p)
 }
 
 /*
- * The entry of the packet's tuple. A SYN on an entry whose side already ended
- * opens a new connection on the same tuple (the client reused its port, as
- * Linux conntrack allows for a closing or TIME_WAIT tuple):
- *  - the old connection had been answered (SYN-ACK): the flow is reopened with
- *    the same rewrite, its TCP state forgotten (the server sees the same
- *    4-tuple again, which its TIME_WAIT accepts);
+ * The entry of the packet's tuple. A SYN in the original direction is checked
+ * against the flow it lands on:
+ *  - the pair is broken (the reply tuple went to another flow, or was
+ *    evicted): the stale entry goes, the SYN starts a new flow (NULL);
+ *  - the flow is live: a retransmitted SYN, same entry;
+ *  - this side ended and the old connection had been answered (SYN-ACK): the
+ *    client reused its own port, as Linux conntrack allows for a closing or
+ *    TIME_WAIT tuple; the flow is reopened with the same rewrite, its TCP
+ *    state forgotten (the far end sees the same 4-tuple, with the timestamps
+ *    of the same socket pair, which its TIME_WAIT accepts);
  *  - it never was (a retry after the server refused it): both entries go and
- *    the caller treats the packet as a new flow (NULL).
+ *    the SYN starts a new flow (NULL).
  */
 static __always_inline struct bp_ct_value *bp_ct_lookup(struct bp_packet *p)
 {
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
-	if (!ct || !bp_is_syn(p) || (ct->flags & BP_CT_REPLY) || !bp_ct_ended(ct))
+	if (!ct || !bp_is_syn(p) || (ct->flags & BP_CT_REPLY))
 		return ct;
 	struct bp_ct_key rkey;
-	bp_ct_reverse(&p->tuple, ct, &rkey);
-	struct bp_ct_value *rv = bpf_map_lookup_elem(&bp_ct, &rkey);
+	struct bp_ct_value *rv = bp_ct_partner(&p->tuple, ct, &rkey);
+	if (rv && !bp_ct_ended(ct))
+		return ct;
 	if (rv && (rv->tcp_flags & (BP_TCP_SYN | BP_TCP_ACK)) == (BP_TCP_SYN | BP_TCP_ACK)) {
 		ct->tcp_flags = 0;
 		rv->tcp_flags = 0;
 		return ct;
 	}
-	bpf_map_delete_elem(&bp_ct, &rkey);
+	if (rv)
+		bpf_map_delete_elem(&bp_ct, &rkey);
 	bpf_map_delete_elem(&bp_ct, &p->tuple);
 	return 0;
+}
+
+/* The walk over a segment's TCP options (bpf_loop: the callback is verified once). */
+struct bp_opt_walk {
+	__u32 off;
+	__u32 len;
+	__u32 tsval;
+	__u32 has_ts;
+};
+
+static long bp_opt_step(__u64 i, void *ctx)
+{
+	struct bp_opt_walk *w = ctx;
+	__u32 zero = 0;
+	struct bp_scratch *sc = bpf_map_lookup_elem(&bp_scratch, &zero);
+	if (!sc)
+		return 1;
+	/* Every index masked to the 64-byte buffer: each read is in bounds. */
+	__u8 *opts = sc->tcp_opts;
+	/* Bounded (and stored masked) so the verifier's walk of the callback converges. */
+	__u32 off = w->off & 63;
+	if (off + 1 >= w->len)
+		return 1;
+	__u8 kind = opts[off & 63];
+	if (kind == 0) /* end of options */
+		return 1;
+	if (kind == 1) { /* NOP */
+		w->off = off + 1;
+		return 0;
+	}
+	__u8 len = opts[(off + 1) & 63];
+	if (len < 2)
+		return 1;
+	if (kind == 8 && len == 10 && off + 10 <= w->len) {
+		w->tsval = ((__u32)opts[(off + 2) & 63] << 24) | ((__u32)opts[(off + 3) & 63] << 16) | ((__u32)opts[(off + 4) & 63] << 8) |
+			   opts[(off + 5) & 63];
+		w->has_ts = 1;
+		return 1;
+	}
+	if (off + len >= w->len)
+		return 1;
+	w->off = (off + len) & 63;
+	return 0;
+}
+
+/*
+ * Reads the sequence number and the timestamp option of the TCP segment at
+ * l4_off. Returns 0, or -1 when the header cannot be read. A global function:
+ * verified once, not at every call site.
+ */
+__noinline int bp_tcp_stamp(struct __sk_buff *skb, __u32 l4_off, struct bp_tcp_stamp *out)
+{
+	if (!skb || !out)
+		return -1;
+	__u32 zero = 0;
+	struct bp_scratch *sc = bpf_map_lookup_elem(&bp_scratch, &zero);
+	__be16 tot_len;
+	if (!sc || l4_off < ETH_HLEN + 20 || l4_off > ETH_HLEN + 60)
+		return -1;
+	struct tcphdr *th = &sc->tcp;
+	if (bpf_skb_load_bytes(skb, l4_off, th, sizeof(*th)) || bpf_skb_load_bytes(skb, ETH_HLEN + 2, &tot_len, sizeof(tot_len)))
+		return -1;
+	__u32 doff = th->doff * 4;
+	__u32 ip_len = bpf_ntohs(tot_len);
+	__u32 hdrs = l4_off - ETH_HLEN + doff;
+	if (doff < sizeof(*th) || ip_len < hdrs)
+		return -1;
+	out->seq = bpf_ntohl(th->seq);
+	out->seq_end = out->seq + (ip_len - hdrs) + th->syn + th->fin;
+	out->has_ts = 0;
+	out->tsval = 0;
+	__u32 optlen = doff - sizeof(*th);
+	if (optlen == 0 || optlen > 40)
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4_off + sizeof(*th), sc->tcp_opts, optlen))
+		return 0;
+	struct bp_opt_walk w = { .off = 0, .len = optlen };
+	bpf_loop(40, bp_opt_step, &w, 0);
+	out->tsval = w.tsval;
+	out->has_ts = w.has_ts;
+	return 0;
+}
+
+/* The stamp of a new flow's first packet: filled for a TCP SYN only. */
+static __always_inline void bp_syn_stamp(struct __sk_buff *skb, const struct bp_packet *p, struct bp_tcp_stamp *s)
+{
+	s->is_syn = 0;
+	s->has_ts = 0;
+	s->seq = s->seq_end = s->tsval = 0;
+	if (bp_is_syn(p) && !p->is_fragment && bp_tcp_stamp(skb, p->l4_off, s) == 0)
+		s->is_syn = 1;
+}
+
+/*
+ * Would the far end of a closed flow accept this SYN on the same 4-tuple? The
+ * side that closed first holds the tuple in TIME_WAIT, where Linux takes a new
+ * SYN only when PAWS passes and its timestamp is newer than the last one seen
+ * (or, without timestamps, its sequence number is after the old connection's
+ * last). Linux clients offset their timestamps per 4-tuple, so a SYN from
+ * another source port than the old connection's has a random chance of
+ * looking older: that SYN must not inherit the tuple. A reset leaves no
+ * TIME_WAIT. `o` is the old flow's original direction (the side the new SYN
+ * comes from), `r` its reply.
+ */
+static __always_inline int bp_tw_accepts(const struct bp_ct_value *o, const struct bp_ct_value *r, const struct bp_tcp_stamp *s)
+{
+	if ((o->tcp_flags | r->tcp_flags) & BP_TCP_RST)
+		return 1;
+	if (s->has_ts && (o->tcp_flags & BP_TCP_TS)) {
+		__s32 newer = (__s32)(s->tsval - o->ts_last);
+		if (newer < 0)
+			return 0;
+		if (newer > 0)
+			return 1;
+	}
+	return (__s32)(s->seq - o->seq_end) > 0;
+}
+
+/*
+ * Takes the reply tuple rkey for a new flow, writing its reply entry there.
+ * When another flow holds rkey:
+ *  - its pair is broken (stale, see bp_ct_partner): taken over;
+ *  - it is a closed TCP flow (FIN both ways, or a RST), the new flow starts
+ *    with a SYN and the far end would accept that SYN (bp_tw_accepts): taken
+ *    over, both of the old flow's entries deleted together;
+ *  - otherwise (a live flow, or one whose far end would refuse the SYN):
+ *    refused, and the caller looks for another port.
+ * The delete of rkey succeeds on one CPU only, so two new flows never share
+ * it. Returns 0 when rkey is the new flow's, 1 when refused.
+ * A global function: verified once, not once per try of the caller's loop.
+ */
+__noinline int bp_ct_claim(struct bp_ct_key *rkey, struct bp_ct_value *reply, struct bp_tcp_stamp *syn)
+{
+	if (!rkey || !reply || !syn)
+		return 1;
+	if (bpf_map_update_elem(&bp_ct, rkey, reply, BPF_NOEXIST) == 0)
+		return 0;
+	struct bp_ct_value *old = bpf_map_lookup_elem(&bp_ct, rkey);
+	if (!old)
+		return bpf_map_update_elem(&bp_ct, rkey, reply, BPF_NOEXIST) ? 1 : 0;
+	__u32 zero = 0;
+	struct bp_scratch *sc = bpf_map_lookup_elem(&bp_scratch, &zero);
+	if (!sc)
+		return 1;
+	struct bp_ct_key *okey = &sc->okey;
+	struct bp_ct_value *orig = bp_ct_partner(rkey, old, okey);
+	if (orig) {
+		if (!(old->flags & BP_CT_REPLY) || rkey->proto != IPPROTO_TCP || !syn->is_syn)
+			return 1;
+		if (!bp_ct_closed(orig, old) || !bp_tw_accepts(orig, old, syn))
+			return 1;
+	}
+	if (bpf_map_delete_elem(&bp_ct, rkey))
+		return 1;
+	if (orig)
+		bpf_map_delete_elem(&bp_ct, okey);
+	return bpf_map_update_elem(&bp_ct, rkey, reply, BPF_NOEXIST) ? 1 : 0;
 }
 
 /* Marks the entry as used now and remembers the TCP flags seen. */
@@ -82,6 +266,26 @@ static __always_inline void bp_ct_touch(struct bp_ct_value *v, struct bp_packet 
 	/* Flags only accumulate, so a lost race costs one packet's worth of news. */
 	if (p->tcp_flags & ~v->tcp_flags)
 		v->tcp_flags |= p->tcp_flags;
+}
+
+/*
+ * Remembers, from its first FIN on, what the far end's TIME_WAIT will know of
+ * this side of a TCP flow (see bp_ct_value): only the original direction's,
+ * the side whose tuple a later flow may reuse.
+ */
+static __always_inline void bp_ct_note_closing(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *v)
+{
+	if (p->tuple.proto != IPPROTO_TCP || (v->flags & BP_CT_REPLY) || !(v->tcp_flags & BP_TCP_FIN) || p->is_fragment)
+		return;
+	struct bp_tcp_stamp s = {};
+	if (bp_tcp_stamp(skb, p->l4_off, &s))
+		return;
+	if (!v->seq_end || (__s32)(s.seq_end - v->seq_end) > 0)
+		v->seq_end = s.seq_end;
+	if (s.has_ts && (!(v->tcp_flags & BP_TCP_TS) || (__s32)(s.tsval - v->ts_last) > 0)) {
+		v->ts_last = s.tsval;
+		v->tcp_flags |= BP_TCP_TS;
+	}
 }
 
 /*
@@ -159,21 +363,130 @@ static __always_inline int bp_frag_ports(struct bp_packet *p)
 	return 1;
 }
 
-/* Creates both directions of a flow. Returns 0, or -1 when the table refused (full). */
-static __always_inline int bp_ct_create(struct bp_packet *p, struct bp_ct_value *orig, struct bp_ct_value *reply)
+#define BP_REMAP_TRIES 32
+
+/* Where a port search starts: a hash of the flow's own tuple, so the same tuple tends to get the same port back. */
+static __always_inline __u32 bp_port_hash(const struct bp_ct_key *k)
 {
-	struct bp_ct_key rkey;
+	__u32 h = (k->saddr ^ k->daddr ^ ((__u32)k->sport << 16 | k->dport)) * 2654435761U;
+	return h ^ (h >> 16);
+}
+
+/* The ports a new flow may be given: (first << 32) | count, host byte order. */
+#define BP_PORTS(first, count) (((__u64)(first) << 32) | (count))
+/* A clash on a flow that keeps its addresses: another source port, anywhere outside the well-known ports (as netfilter's NAT picks). */
+#define BP_CLASH_PORTS BP_PORTS(1024, 65536 - 1024)
+
+/*
+ * The scratch space a new flow is built in, both entries zeroed and the
+ * packet's SYN stamp read (here, not in bp_ct_create: the frames of a call
+ * chain must fit 512 bytes together): fill sc->orig and sc->reply, then
+ * bp_ct_create.
+ */
+static __always_inline struct bp_scratch *bp_new_flow(struct __sk_buff *skb, const struct bp_packet *p)
+{
+	__u32 zero = 0;
+	struct bp_scratch *sc = bpf_map_lookup_elem(&bp_scratch, &zero);
+	if (sc) {
+		__builtin_memset(&sc->orig, 0, sizeof(sc->orig));
+		__builtin_memset(&sc->reply, 0, sizeof(sc->reply));
+		bp_syn_stamp(skb, p, &sc->syn);
+	}
+	return sc;
+}
+
+/*
+ * A new flow through a published port, in sc (bp_new_flow): DNAT into the
+ * container; its replies get the host IP:port back as their source and are
+ * delivered into reply_ifindex (a container reaching the port: hairpin) or
+ * routed (0). The origin names the publication (its host IP, 0.0.0.0 for
+ * every address).
+ */
+static __always_inline void bp_published_flow(struct bp_scratch *sc, const struct bp_packet *p, const struct bp_published_value *pub, __be32 pub_ip,
+					      __u32 reply_ifindex)
+{
+	sc->orig.flags = BP_CT_DNAT | BP_CT_PUBLISHED;
+	sc->orig.new_daddr = pub->container_ip;
+	sc->orig.new_dport = pub->container_port;
+	sc->orig.ifindex = pub->ifindex;
+	sc->orig.origin.host_ip = pub_ip;
+	sc->orig.origin.host_port = p->tuple.dport;
+	sc->orig.origin.proto = p->tuple.proto;
+	sc->reply.flags = BP_CT_SNAT | BP_CT_REPLY | BP_CT_PUBLISHED;
+	sc->reply.new_saddr = p->tuple.daddr;
+	sc->reply.new_sport = p->tuple.dport;
+	sc->reply.ifindex = reply_ifindex;
+	sc->reply.origin = sc->orig.origin;
+}
+
+/*
+ * Creates both directions of a new flow from sc (bp_new_flow): the reply entry first, claiming its tuple (bp_ct_claim), then
+ * the original. A masqueraded flow (orig has BP_CT_MASQUERADE, its source
+ * address already the uplink's) always takes a port of `ports`, skipping
+ * those published on that address (their replies would be taken for new
+ * flows to them). Any other flow keeps its ports unless its reply tuple is
+ * another flow's (two host ports or a hairpin leading to the same container
+ * port from the same client port): then it gets a source port of its own from
+ * `ports`, as netfilter's NAT does for a clash. The first try is at a hash of
+ * the tuple, the rest at random, each free with the same odds whatever the
+ * table holds. Returns 0, or the drop reason: BP_DROP_NAT_PORTS_EXHAUSTED
+ * (masquerade) or BP_DROP_TUPLE_CLASH when no port could be had,
+ * BP_DROP_CONNTRACK_FULL when the table refused.
+ * A global function: verified once, not at each of its callers.
+ */
+__noinline int bp_ct_create(struct __sk_buff *skb, struct bp_packet *p, __u64 ports)
+{
+	__u32 zero = 0;
+	struct bp_scratch *sc = bpf_map_lookup_elem(&bp_scratch, &zero);
+	if (!skb || !p || !sc)
+		return BP_DROP_CONNTRACK_FULL;
+	__u32 first = ports >> 32, count = (__u32)ports;
+	int masq = (sc->orig.flags & BP_CT_MASQUERADE) != 0;
 	__u64 now = bpf_ktime_get_ns();
-	orig->last_seen = now;
-	reply->last_seen = now;
-	orig->tcp_flags = p->tcp_flags;
-	reply->tcp_flags = 0;
-	bp_ct_reverse(&p->tuple, orig, &rkey);
-	if (bpf_map_update_elem(&bp_ct, &rkey, reply, BPF_ANY))
-		return -1;
-	if (bpf_map_update_elem(&bp_ct, &p->tuple, orig, BPF_ANY)) {
-		bpf_map_delete_elem(&bp_ct, &rkey);
-		return -1;
+	sc->orig.last_seen = now;
+	sc->reply.last_seen = now;
+	sc->orig.tcp_flags = p->tcp_flags;
+	sc->reply.tcp_flags = 0;
+	int claimed = 0;
+	if (!masq) {
+		bp_ct_reverse(&p->tuple, &sc->orig, &sc->rkey);
+		claimed = bp_ct_claim(&sc->rkey, &sc->reply, &sc->syn) == 0;
+	}
+	if (!claimed) {
+		/* Only what carries ports (or an echo id) can be given another. */
+		int portful = p->tuple.proto == IPPROTO_TCP || p->tuple.proto == IPPROTO_UDP || (p->tuple.proto == IPPROTO_ICMP && p->icmp_type == ICMP_ECHO);
+		if (!portful || !count)
+			return masq ? BP_DROP_NAT_PORTS_EXHAUSTED : BP_DROP_TUPLE_CLASH;
+		if (!(sc->orig.flags & BP_CT_SNAT)) {
+			sc->orig.flags |= BP_CT_SNAT;
+			sc->orig.new_saddr = p->tuple.saddr;
+		}
+		if (!(sc->reply.flags & BP_CT_DNAT)) {
+			sc->reply.flags |= BP_CT_DNAT;
+			sc->reply.new_daddr = p->tuple.saddr;
+			sc->reply.new_dport = p->tuple.sport;
+		}
+		__u32 pick = bp_port_hash(&p->tuple);
+		for (int i = 0; i < BP_REMAP_TRIES; i++) {
+			if (i)
+				pick = bpf_get_prandom_u32();
+			__be16 port = bpf_htons((__u16)(first + pick % count));
+			if (masq && p->tuple.proto != IPPROTO_ICMP &&
+			    (bp_published_lookup(p->tuple.proto, sc->orig.new_saddr, port) || bp_published_lookup(p->tuple.proto, 0, port)))
+				continue;
+			sc->orig.new_sport = port;
+			bp_ct_reverse(&p->tuple, &sc->orig, &sc->rkey);
+			if (bp_ct_claim(&sc->rkey, &sc->reply, &sc->syn) == 0) {
+				claimed = 1;
+				break;
+			}
+		}
+		if (!claimed)
+			return masq ? BP_DROP_NAT_PORTS_EXHAUSTED : BP_DROP_TUPLE_CLASH;
+	}
+	if (bpf_map_update_elem(&bp_ct, &p->tuple, &sc->orig, BPF_ANY)) {
+		bpf_map_delete_elem(&bp_ct, &sc->rkey);
+		return BP_DROP_CONNTRACK_FULL;
 	}
 	return 0;
 }

@@ -82,6 +82,39 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bp_ct SEC(".maps");
 
+/* What a TCP segment says of its sender's clock and sequence space. */
+struct bp_tcp_stamp {
+	__u32 seq;     /* host byte order, like every field here */
+	__u32 seq_end; /* seq + payload + SYN + FIN: the receiver's next rcv_nxt */
+	__u32 tsval;
+	__u32 has_ts;  /* a timestamp option (RFC 7323) was present */
+	__u32 is_syn;  /* a SYN opening a connection (stamp of a new flow) */
+};
+
+/*
+ * Per-CPU scratch space for what does not fit the 512-byte stack (the main
+ * program's frame and those of the global functions it calls add up): a
+ * segment's TCP header and options, and the new flow being built (with the
+ * route lookup that picks a masqueraded flow's uplink).
+ */
+struct bp_scratch {
+	struct tcphdr tcp;
+	__u8 tcp_opts[64];
+	struct bp_tcp_stamp syn;
+	struct bp_ct_value orig;
+	struct bp_ct_value reply;
+	struct bp_ct_key rkey;
+	struct bp_ct_key okey;
+	struct bpf_fib_lookup fib;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bp_scratch);
+} bp_scratch SEC(".maps");
+
 /* Fragmented datagrams in flight: the flow of their first fragment (see bp_frag_key). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

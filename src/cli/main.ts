@@ -95,7 +95,7 @@ export function buildProgram(): Command {
     .option('--metrics-addr <addr>', 'Prometheus endpoint HOST:PORT, served at /metrics ("" disables it)', '127.0.0.1:9477')
     .option('--bpf-dir <dir>', 'eBPF: per-instance bpffs folder for pinned maps, programs and links (default: <run-dir>/bpf)')
     .option('--masquerade-ports <lo-hi>', 'eBPF: source ports for masquerade, reserved from host sockets', '61000-65535')
-    .option('--conntrack-timeouts <list>', 'eBPF: idle timeouts in seconds, e.g. tcp=21600,tcp-syn=60,tcp-closing=10,udp=60,icmp=30', '')
+    .option('--conntrack-timeouts <list>', 'eBPF: idle timeouts in seconds, e.g. tcp=21600,tcp-syn=60,tcp-closing=10,tcp-time-wait=60,udp=60,icmp=30', '')
     .option('--conntrack-gc-interval <seconds>', 'eBPF: seconds between conntrack garbage collections', '10')
     .option('--xdp-mode <mode>', 'eBPF: where the deny list runs on the uplinks: native or generic XDP, tc (in the tc program), or auto (tc on a veth, else native XDP falling back to generic)', 'auto')
     .option('--cleanup', "remove every rule, program, map and sysctl change of this instance (both datapaths) and exit")

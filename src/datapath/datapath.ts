@@ -89,6 +89,7 @@ export const DROP_REASONS = [
   'conntrack_full',
   'nat_ports_exhausted',
   'invalid_packet',
+  'tuple_clash',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

@@ -34,6 +34,8 @@ const HELPERS = {
     'redirect_neigh',
     'fib_lookup',
     'get_prandom_u32',
+    'skb_load_bytes',
+    'loop',
   ],
   cgroup_sock_addr: ['get_netns_cookie', 'get_socket_cookie', 'map_lookup_elem', 'map_update_elem'],
 } as const;

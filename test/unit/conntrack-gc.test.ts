@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CT_DNAT, CT_PUBLISHED, CT_REPLY, CT_SNAT, type CtKey, type CtValue, encodeCtKey, TCP_ACK, TCP_FIN, TCP_SYN } from '../../src/datapath/ebpf/abi.js';
+import { CT_DNAT, CT_PUBLISHED, CT_REPLY, CT_SNAT, type CtKey, type CtValue, encodeCtKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../src/datapath/ebpf/abi.js';
 import { type CtEntry, DEFAULT_TIMEOUTS, expiredEntries, flowTimeout, parseTimeouts } from '../../src/datapath/ebpf/conntrack-gc.js';
 
 const S = 1_000_000_000n;
@@ -23,7 +23,9 @@ describe('conntrack GC', () => {
     const [a, b] = flow(0n, [TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK]);
     expect(flowTimeout(6, a!.value, b!.value, DEFAULT_TIMEOUTS)).toBe(21600);
     expect(flowTimeout(6, { ...a!.value, tcpFlags: TCP_SYN }, { ...b!.value, tcpFlags: 0 }, DEFAULT_TIMEOUTS)).toBe(60);
-    expect(flowTimeout(6, { ...a!.value, tcpFlags: TCP_ACK | TCP_FIN }, { ...b!.value, tcpFlags: TCP_ACK | TCP_FIN }, DEFAULT_TIMEOUTS)).toBe(10);
+    // Closed by FIN both ways: kept as long as the far end's TIME_WAIT; a reset leaves none.
+    expect(flowTimeout(6, { ...a!.value, tcpFlags: TCP_ACK | TCP_FIN }, { ...b!.value, tcpFlags: TCP_ACK | TCP_FIN }, DEFAULT_TIMEOUTS)).toBe(60);
+    expect(flowTimeout(6, { ...a!.value, tcpFlags: TCP_ACK | TCP_RST }, { ...b!.value, tcpFlags: TCP_ACK }, DEFAULT_TIMEOUTS)).toBe(10);
     expect(flowTimeout(17, a!.value, b!.value, DEFAULT_TIMEOUTS)).toBe(60);
   });
 
@@ -38,6 +40,17 @@ describe('conntrack GC', () => {
     const entries = flow(0n, [0, 0], 17);
     entries[1]!.value.lastSeenNs = 100n * S;
     expect(expiredEntries(entries, 101n * S, parseTimeouts('udp=5'), id, () => true)).toEqual([]);
+  });
+
+  it('an entry whose reply tuple another flow took over is stale: it goes alone, the other flow stays', () => {
+    // client:40000 → :8080 closed; the same client port to :8081 (same container port) took the reply tuple over.
+    const [stale] = flow(0n, [TCP_SYN | TCP_ACK | TCP_FIN, 0]);
+    const other = flow(100n * S, [TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK]).map((e) =>
+      e.value.flags & CT_REPLY ? { ...e, value: { ...e.value, newSport: 8081 } } : { ...e, key: { ...e.key, dport: 8081 }, id: id({ ...e.key, dport: 8081 }) },
+    );
+    const entries = [stale!, ...other];
+    // Both live flows' entries lead to each other; the stale one's partner leads elsewhere.
+    expect(expiredEntries(entries, 101n * S, DEFAULT_TIMEOUTS, id, () => true)).toEqual([stale!.id]);
   });
 
   it('removes flows through ports that are no longer published', () => {

@@ -9,7 +9,7 @@
  */
 import type { Proto } from '../../model/port-spec.js';
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 /** Sizes and field offsets, in bytes: what the BTF test checks. */
 export const LAYOUT = {
@@ -26,7 +26,7 @@ export const LAYOUT = {
   bp_uplink: { size: 12, fields: { ip: 0, mac: 4, pad: 10 } },
   bp_ct_key: { size: 16, fields: { saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12, pad: 13 } },
   bp_ct_value: {
-    size: 40,
+    size: 48,
     fields: {
       last_seen: 0,
       new_saddr: 8,
@@ -38,6 +38,9 @@ export const LAYOUT = {
       flags: 32,
       tcp_flags: 33,
       pad: 34,
+      ts_last: 36,
+      seq_end: 40,
+      pad2: 44,
     },
   },
   bp_frag_key: { size: 12, fields: { saddr: 0, daddr: 4, id: 8, proto: 10, pad: 11 } },
@@ -69,6 +72,8 @@ export const TCP_SYN = 1 << 0;
 export const TCP_ACK = 1 << 1;
 export const TCP_FIN = 1 << 2;
 export const TCP_RST = 1 << 3;
+/** tsLast holds a timestamp (TSval) this side sent. */
+export const TCP_TS = 1 << 4;
 
 /** Indexes of bp_drops: the C enum bp_drop_reason has the same order. */
 export { DROP_REASONS, type DropReason } from '../datapath.js';
@@ -298,6 +303,9 @@ export interface CtValue {
   origin: { hostIp: string; hostPort: number; proto: number };
   flags: number;
   tcpFlags: number;
+  /** Original direction of a closing TCP flow: its highest TSval (TCP_TS) and the sequence number after its FIN (0: none yet). */
+  tsLast?: number;
+  seqEnd?: number;
 }
 
 export function decodeCtValue(b: Buffer): CtValue {
@@ -311,6 +319,8 @@ export function decodeCtValue(b: Buffer): CtValue {
     origin: { hostIp: readIp(b, 24), hostPort: b.readUInt16BE(28), proto: b.readUInt8(30) },
     flags: b.readUInt8(32),
     tcpFlags: b.readUInt8(33),
+    tsLast: b.readUInt32LE(36),
+    seqEnd: b.readUInt32LE(40),
   };
 }
 
@@ -327,6 +337,8 @@ export function encodeCtValue(v: CtValue): Buffer {
   b.writeUInt8(v.origin.proto, 30);
   b.writeUInt8(v.flags, 32);
   b.writeUInt8(v.tcpFlags, 33);
+  b.writeUInt32LE(v.tsLast ?? 0, 36);
+  b.writeUInt32LE(v.seqEnd ?? 0, 40);
   return b;
 }
 

@@ -1,16 +1,24 @@
 import { CT_PUBLISHED, type CtKey, type CtValue, ctReverse, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './abi.js';
 
-/** Idle timeouts in seconds, Cilium's defaults for TCP and the kernel's for the rest. */
+/**
+ * Idle timeouts in seconds, Cilium's defaults for TCP and the kernel's for the
+ * rest. A flow closed with FIN both ways is kept for `tcpTimeWait`, Linux's
+ * TIME_WAIT length: while the far end may still hold the tuple, the entry says
+ * which new SYN it would accept (bpf/lib/conntrack.h, bp_tw_accepts); a new
+ * flow takes such an entry over at once when it may. A reset leaves no
+ * TIME_WAIT: `tcpClosing`.
+ */
 export interface ConntrackTimeouts {
   tcp: number;
   tcpSyn: number;
   tcpClosing: number;
+  tcpTimeWait: number;
   udp: number;
   icmp: number;
   other: number;
 }
 
-export const DEFAULT_TIMEOUTS: ConntrackTimeouts = { tcp: 21600, tcpSyn: 60, tcpClosing: 10, udp: 60, icmp: 30, other: 60 };
+export const DEFAULT_TIMEOUTS: ConntrackTimeouts = { tcp: 21600, tcpSyn: 60, tcpClosing: 10, tcpTimeWait: 60, udp: 60, icmp: 30, other: 60 };
 
 /** Parses `tcp=21600,udp=60,...` (the --conntrack-timeouts flag) over the defaults. */
 export function parseTimeouts(text: string): ConntrackTimeouts {
@@ -19,6 +27,7 @@ export function parseTimeouts(text: string): ConntrackTimeouts {
     tcp: 'tcp',
     'tcp-syn': 'tcpSyn',
     'tcp-closing': 'tcpClosing',
+    'tcp-time-wait': 'tcpTimeWait',
     udp: 'udp',
     icmp: 'icmp',
     other: 'other',
@@ -40,8 +49,8 @@ export function flowTimeout(proto: number, a: CtValue, b: CtValue | undefined, t
   if (proto === 6) {
     const flags = a.tcpFlags | (b?.tcpFlags ?? 0);
     if (flags & TCP_RST) return t.tcpClosing;
-    // Closing once both sides sent FIN.
-    if (a.tcpFlags & TCP_FIN && (b?.tcpFlags ?? 0) & TCP_FIN) return t.tcpClosing;
+    // Closed once both sides sent FIN: the side that closed first holds TIME_WAIT.
+    if (a.tcpFlags & TCP_FIN && (b?.tcpFlags ?? 0) & TCP_FIN) return t.tcpTimeWait;
     // Established once the other side answered.
     const answered = b !== undefined && (b.tcpFlags & (TCP_ACK | TCP_SYN)) !== 0 && (a.tcpFlags & TCP_ACK) !== 0;
     return answered ? t.tcp : t.tcpSyn;
@@ -60,8 +69,9 @@ export interface CtEntry {
 
 /**
  * Which entries to delete: a flow (both directions together) idle for longer
- * than its timeout, an entry whose other direction is gone, and flows through
- * a published port that no longer exists.
+ * than its timeout, an entry whose other direction is gone or is another
+ * flow's (the reply tuple was taken over: the entry is stale), and flows
+ * through a published port that no longer exists.
  */
 export function expiredEntries(
   entries: CtEntry[],
@@ -74,8 +84,9 @@ export function expiredEntries(
   const out = new Set<string>();
   for (const e of entries) {
     if (out.has(e.id)) continue;
-    const partnerId = encodeKey(ctReverse(e.key, e.value));
-    const partner = byId.get(partnerId);
+    const candidate = byId.get(encodeKey(ctReverse(e.key, e.value)));
+    // Only a partner that leads back here is this flow's other direction.
+    const partner = candidate && encodeKey(ctReverse(candidate.key, candidate.value)) === e.id ? candidate : undefined;
     const last = partner && partner.value.lastSeenNs > e.value.lastSeenNs ? partner.value.lastSeenNs : e.value.lastSeenNs;
     const idleS = Number(nowNs - last) / 1e9;
     const unpublished = (e.value.flags & CT_PUBLISHED) !== 0 && !isPublished(e.value.origin);

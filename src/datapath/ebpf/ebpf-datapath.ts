@@ -519,7 +519,7 @@ export class EbpfDatapath implements Datapath {
 
   /** Drops flows of ports that are no longer published, at once rather than at the next GC. */
   private flushUnpublished(): void {
-    const ids = expiredEntries(this.ctEntries(), 0n, { tcp: 1e12, tcpSyn: 1e12, tcpClosing: 1e12, udp: 1e12, icmp: 1e12, other: 1e12 }, (k) => encodeCtKey(k).toString('hex'), this.isPublished);
+    const ids = expiredEntries(this.ctEntries(), 0n, { tcp: 1e12, tcpSyn: 1e12, tcpClosing: 1e12, tcpTimeWait: 1e12, udp: 1e12, icmp: 1e12, other: 1e12 }, (k) => encodeCtKey(k).toString('hex'), this.isPublished);
     if (ids.length) this.map('bp_ct').deleteBatch(ids.map((id) => Buffer.from(id, 'hex')));
   }
 

@@ -30,6 +30,7 @@ export const HELPER = {
   get_netns_cookie: 122,
   redirect_neigh: 152,
   redirect_peer: 155,
+  loop: 181,
 } as const;
 
 const ATTACH = { cgroup_inet4_connect: 10, cgroup_udp4_sendmsg: 14, cgroup_udp4_recvmsg: 19, cgroup_inet4_getpeername: 29 } as const;

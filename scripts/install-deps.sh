@@ -29,6 +29,8 @@ command -v setpriv >/dev/null || need+=(util-linux)
 # The metrics tests scrape with a real Prometheus server and lint with promtool.
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
+# The conntrack scenarios drive many short connections with ApacheBench.
+command -v ab >/dev/null || need+=(apache2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   apt-get update -qq

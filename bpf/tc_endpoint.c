@@ -147,13 +147,7 @@ static __always_inline int masquerade(struct __sk_buff *skb, struct bp_packet *p
 	if (!up)
 		return TC_ACT_OK; /* not out an uplink: bridgeport has no address to use there */
 
-	sc->orig.flags = BP_CT_SNAT | BP_CT_MASQUERADE;
-	sc->orig.new_saddr = up->ip;
-	sc->reply.flags = BP_CT_DNAT | BP_CT_REPLY | BP_CT_MASQUERADE;
-	sc->reply.new_daddr = p->tuple.saddr;
-	sc->reply.new_dport = p->tuple.sport;
-	sc->reply.ifindex = me->ifindex;
-
+	bp_masquerade_flow(sc, p, up->ip, me->ifindex);
 	__u32 first = SETTINGS.snat_port_first, last = SETTINGS.snat_port_last;
 	if (!first || last < first)
 		return drop(skb, BP_DROP_NAT_PORTS_EXHAUSTED);

@@ -419,6 +419,17 @@ static __always_inline void bp_published_flow(struct bp_scratch *sc, const struc
 	sc->reply.origin = sc->orig.origin;
 }
 
+/* A container's new flow out, masqueraded to nat_ip (bp_ct_create picks the port); replies are delivered into ifindex. */
+static __always_inline void bp_masquerade_flow(struct bp_scratch *sc, const struct bp_packet *p, __be32 nat_ip, __u32 ifindex)
+{
+	sc->orig.flags = BP_CT_SNAT | BP_CT_MASQUERADE;
+	sc->orig.new_saddr = nat_ip;
+	sc->reply.flags = BP_CT_DNAT | BP_CT_REPLY | BP_CT_MASQUERADE;
+	sc->reply.new_daddr = p->tuple.saddr;
+	sc->reply.new_dport = p->tuple.sport;
+	sc->reply.ifindex = ifindex;
+}
+
 /*
  * Creates both directions of a new flow from sc (bp_new_flow): the reply entry first, claiming its tuple (bp_ct_claim), then
  * the original. A masqueraded flow (orig has BP_CT_MASQUERADE, its source

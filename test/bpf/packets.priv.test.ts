@@ -29,6 +29,7 @@ import {
   encodePublishedKey,
   encodePublishedValue,
   encodeSettings,
+  encodeUplink,
   encodeStatsKey,
   encodeU32,
   LINK_DPORT,
@@ -42,6 +43,7 @@ import {
   TCP_FIN,
   TCP_RST,
   TCP_SYN,
+  TCP_TS,
   XDP_DROP,
   XDP_PASS,
 } from '../../src/datapath/ebpf/abi.js';
@@ -139,9 +141,10 @@ class Fixture {
     this.mounted = true;
   }
 
-  load(object: string): BpfObject {
+  /** `snat`: the masquerade port range (default 61000-65535). */
+  load(object: string, snat = { snatPortFirst: 61000, snatPortLast: 65535 }): BpfObject {
     if (!this.mounted || !this.dir) throw new Error(`load ${object}: no bpffs mounted`);
-    const rodata = encodeSettings({ netnsCookie: netnsCookie(), snatPortFirst: 61000, snatPortLast: 65535, flags: 0 });
+    const rodata = encodeSettings({ netnsCookie: netnsCookie(), ...snat, flags: 0 });
     const obj = BpfObject.open(join(OBJECT_DIR, `${object}.o`), { pinDir: this.dir, rodata });
     this.objects.push(obj);
     obj.load();
@@ -246,6 +249,10 @@ class World {
     const one = encodeU32(1);
     this.fx.map('bp_links').update(encodeLinkKey({ srcIp: parent.ip, dstIp: child.ip, port, proto, direction: LINK_DPORT }), one);
     this.fx.map('bp_links').update(encodeLinkKey({ srcIp: child.ip, dstIp: parent.ip, port, proto, direction: LINK_SPORT }), one);
+  }
+
+  uplink(ifindex: number, ip: string): void {
+    this.fx.map('bp_uplinks').update(encodeU32(ifindex), encodeUplink({ ip, mac: HOST_MAC }));
   }
 
   conntrack(entries: CtEntry[]): void {
@@ -532,7 +539,7 @@ function describeTable(title: string, object: string, programName: string, rows:
 
 const fromClient = (l3: Buffer): Buffer => ethernet({ src: CLIENT_MAC, dst: HOST_MAC }, l3);
 const fromWeb = (l3: Buffer): Buffer => ethernet({ src: WEB.mac, dst: NET_A.bridgeMac }, l3);
-const { SYN, ACK } = TCP_FLAGS;
+const { SYN, ACK, FIN } = TCP_FLAGS;
 
 /**
  * An IPv4 header that does not fit in the frame. The kernel refuses a tc test
@@ -846,7 +853,158 @@ const UPLINK_ROWS: Row[] = [
   },
 ];
 
-describeTable('tc ingress on the uplink (bp_uplink_ingress)', 'tc_uplink', 'bp_uplink_ingress', UPLINK_ROWS, ({ fx, world, program }) => {
+
+// --- tuple clashes: flows whose translated tuple another flow holds -------------------
+
+/** Where bp_ct_create starts looking for a port: bp_port_hash of the tuple as the program reads it (little-endian loads of network-order fields). */
+function portHash(k: CtKey, first: number, count: number): number {
+  const le32 = (ip: string): number => encodeIpKey(ip).readUInt32LE(0);
+  const le16 = (port: number): number => ((port & 0xff) << 8) | (port >> 8);
+  let h = Math.imul((le32(k.saddr) ^ le32(k.daddr) ^ ((le16(k.sport) << 16) | le16(k.dport))) >>> 0, 2654435761) >>> 0;
+  h = (h ^ (h >>> 16)) >>> 0;
+  return first + (h % count);
+}
+/** A clash's own port: anywhere from 1024 (BP_CLASH_PORTS). */
+const clashPort = (k: CtKey): number => portHash(k, 1024, 65536 - 1024);
+/** A masqueraded flow's port (the fixture's range, 61000-65535). */
+const masqPort = (k: CtKey): number => portHash(k, 61000, 65535 - 61000 + 1);
+
+/** What the original side sent last while closing: its TSval and the sequence number after its FIN. */
+const closedBy = (flow: CtEntry[], stamp: { tsLast: number; seqEnd: number }, reset = false): CtEntry[] =>
+  flow.map((e, i) => ({
+    key: e.key,
+    value: {
+      ...e.value,
+      tcpFlags: TCP_SYN | TCP_ACK | (reset && i === 1 ? TCP_RST : TCP_FIN) | (i === 0 ? TCP_TS : 0),
+      ...(i === 0 ? stamp : {}),
+    },
+  }));
+
+/**
+ * A flow through a published port whose client port was remapped (the reply
+ * tuple the plain flow would have is another flow's): the container sees
+ * client:newPort, the client its own port back.
+ */
+function remappedPublishedFlow(f: Parameters<typeof publishedFlow>[0] & { newPort: number }): CtEntry[] {
+  const [orig, reply] = publishedFlow(f);
+  return [
+    { key: orig!.key, value: { ...orig!.value, flags: orig!.value.flags | CT_SNAT, newSaddr: f.client, newSport: f.newPort } },
+    {
+      key: { ...reply!.key, dport: f.newPort },
+      value: { ...reply!.value, flags: reply!.value.flags | CT_DNAT, newDaddr: f.client, newDport: f.clientPort },
+    },
+  ];
+}
+
+const viaOtherPort = { ...clientToWebFlow, hostPort: 8081, origin: HOST };
+const dnsFromClientEntries = publishedFlow({ proto: PROTO.UDP, client: CLIENT, clientPort: 5000, hostIp: HOST, hostPort: 5353, origin: HOST, to: WEB, containerPort: 53 });
+const synToOtherPort = (tsval?: number): Buffer => fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8081, flags: SYN, seq: 9000, tsval }));
+const otherPortNewPort = clashPort({ saddr: CLIENT, daddr: HOST, sport: 40000, dport: 8081, proto: PROTO.TCP });
+const webHttpOther = { ...webHttp, hostPort: 8081 } as const;
+
+const CLASH_UPLINK_ROWS: Row[] = [
+  {
+    name: 'two host ports to one container port, the first flow live: the second gets a client port of its own (the container sees two flows)',
+    setup: (w) => {
+      w.publish(webHttp);
+      w.publish(webHttpOther);
+      w.conntrack(withFlags(clientToWeb, TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK));
+    },
+    input: synToOtherPort(),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: otherPortNewPort, dst: WEB.ip, dport: 80, dstMac: WEB.mac, tcpFlags: SYN },
+    ct: [
+      ...withFlags(clientToWeb, TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK),
+      ...remappedPublishedFlow({ ...viaOtherPort, newPort: otherPortNewPort, tcpFlags: TCP_SYN }),
+    ],
+    counts: [portStat('tcp', HOST, 8081, DIR_IN)],
+  },
+  {
+    name: "reuse after close: the first flow closed, the SYN's timestamp newer than its last: the tuple is taken over, both old entries go",
+    setup: (w) => {
+      w.publish(webHttpOther);
+      w.conntrack(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 }));
+    },
+    input: synToOtherPort(2000),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80, dstMac: WEB.mac },
+    ct: publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN }),
+  },
+  {
+    name: "reuse after close: the SYN's timestamp older than the closed flow's last (PAWS in the container's TIME_WAIT would drop it): a client port of its own instead",
+    setup: (w) => {
+      w.publish(webHttpOther);
+      w.conntrack(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 }));
+    },
+    input: synToOtherPort(500),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: otherPortNewPort, dst: WEB.ip, dport: 80 },
+    ct: [...closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 }), ...remappedPublishedFlow({ ...viaOtherPort, newPort: otherPortNewPort, tcpFlags: TCP_SYN })],
+  },
+  {
+    name: 'reuse after close without timestamps: a sequence number after the closed flow\'s last takes the tuple over',
+    setup: (w) => {
+      w.publish(webHttpOther);
+      w.conntrack(closedBy(clientToWeb, { tsLast: 0, seqEnd: 5000 }).map((e, i) => (i === 0 ? { ...e, value: { ...e.value, tcpFlags: e.value.tcpFlags & ~TCP_TS } } : e)));
+    },
+    input: synToOtherPort(),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80 },
+    ct: publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN }),
+  },
+  {
+    name: 'reuse after a reset (no TIME_WAIT anywhere): taken over whatever the timestamps',
+    setup: (w) => {
+      w.publish(webHttpOther);
+      w.conntrack(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 50000 }, true));
+    },
+    input: synToOtherPort(500),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80 },
+    ct: publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN }),
+  },
+  {
+    name: "a SYN on a stale entry (its reply tuple went to a flow through another host port): the stale entry goes, the new flow gets a port of its own",
+    setup: (w) => {
+      w.publish(webHttp);
+      const [stale] = withFlags(clientToWeb, TCP_SYN | TCP_ACK | TCP_FIN, 0);
+      w.conntrack([stale!, ...withFlags(publishedFlow(viaOtherPort), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK)]);
+    },
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: clashPort(clientToWeb[0]!.key), dst: WEB.ip, dport: 80, dstMac: WEB.mac },
+    ct: [
+      ...withFlags(publishedFlow(viaOtherPort), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK),
+      ...remappedPublishedFlow({ ...clientToWebFlow, newPort: clashPort(clientToWeb[0]!.key), tcpFlags: TCP_SYN }),
+    ],
+  },
+  {
+    name: 'a live UDP flow holds the container-side tuple: the second flow through another host port gets a port of its own',
+    setup: (w) => {
+      w.publish({ proto: 'udp', hostIp: HOST, hostPort: 5354, to: WEB, containerPort: 53 });
+      w.conntrack(dnsFromClientEntries);
+    },
+    input: fromClient(udp({ src: CLIENT, dst: HOST, sport: 5000, dport: 5354 })),
+    verdict: ACT.REDIRECT,
+    out: { src: CLIENT, sport: clashPort({ saddr: CLIENT, daddr: HOST, sport: 5000, dport: 5354, proto: PROTO.UDP }), dst: WEB.ip, dport: 53 },
+    ct: [
+      ...dnsFromClientEntries,
+      ...remappedPublishedFlow({
+        proto: PROTO.UDP,
+        client: CLIENT,
+        clientPort: 5000,
+        hostIp: HOST,
+        hostPort: 5354,
+        origin: HOST,
+        to: WEB,
+        containerPort: 53,
+        newPort: clashPort({ saddr: CLIENT, daddr: HOST, sport: 5000, dport: 5354, proto: PROTO.UDP }),
+      }),
+    ],
+  },
+];
+
+describeTable('tc ingress on the uplink (bp_uplink_ingress)', 'tc_uplink', 'bp_uplink_ingress', [...UPLINK_ROWS, ...CLASH_UPLINK_ROWS], ({ fx, world, program }) => {
   it('the later fragment of a datagram to a published UDP port follows its first: same DNAT, payload untouched, counted with the port', () => {
     world.reset();
     world.publish({ proto: 'udp', hostIp: HOST, hostPort: 5353, to: WEB, containerPort: 53 });
@@ -909,6 +1067,19 @@ const webAsParent = (w: World): void => {
 const dnsFromClient = publishedFlow({ proto: PROTO.UDP, client: CLIENT, clientPort: 5000, hostIp: HOST, hostPort: 5353, origin: HOST, to: WEB, containerPort: 53 });
 const webToItselfFlow = { proto: PROTO.TCP, me: WEB, port: 42000, hostIp: HOST, hostPort: 8080, origin: HOST, containerPort: 80, gateway: NET_A.gateway };
 const webToItself = selfHairpinFlow(webToItselfFlow);
+/** WEB reaching PEER's port 83 through the host port 8083 from its port 42001 (replies delivered back to WEB). */
+const hairpinToPeerFlow = {
+  proto: PROTO.TCP,
+  client: WEB.ip,
+  clientPort: 42001,
+  hostIp: HOST,
+  hostPort: 8083,
+  origin: '0.0.0.0',
+  to: PEER,
+  containerPort: 83,
+  replyIfindex: WEB.ifindex,
+};
+const hairpinToPeer = publishedFlow(hairpinToPeerFlow);
 
 const ENDPOINT_ROWS: Row[] = [
   {
@@ -1207,7 +1378,87 @@ const ENDPOINT_EGRESS_ROWS: Row[] = [
   },
 ];
 
-describeTable("tc ingress on a container's veth: what it sends (bp_endpoint_ingress)", 'tc_endpoint', 'bp_endpoint_ingress', ENDPOINT_ROWS, ({ fx, world, program }) => {
+
+// Masquerade: a port is in use only toward the same remote IP:port.
+const toClient80 = { proto: PROTO.TCP, from: WEB, remote: CLIENT, natIp: HOST } as const;
+const webOut81Key: CtKey = { saddr: WEB.ip, daddr: CLIENT, sport: 40000, dport: 81, proto: PROTO.TCP };
+const webOut80Key: CtKey = { saddr: WEB.ip, daddr: CLIENT, sport: 40000, dport: 80, proto: PROTO.TCP };
+/** Another socket of the container (port 40001) to CLIENT:80, holding the NAT port a new flow's search starts at. */
+const otherSocketOn = (natPort: number, remotePort = 80): CtEntry[] => masqueradedFlow({ ...toClient80, fromPort: 40001, remotePort, natPort });
+
+/** The port a hairpin from WEB:42001 through host port 8084 gets on a clash. */
+const hairpinOtherPort = clashPort({ saddr: WEB.ip, daddr: HOST, sport: 42001, dport: 8084, proto: PROTO.TCP });
+
+const CLASH_ENDPOINT_ROWS: Row[] = [
+  {
+    name: 'hairpin through two host ports to one container port from the same client port, the first live: a client port of its own',
+    setup: (w) => {
+      w.publish({ proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8084, to: PEER, containerPort: 83 });
+      w.conntrack(withFlags(hairpinToPeer, TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK));
+    },
+    input: fromWeb(tcp({ src: WEB.ip, dst: HOST, sport: 42001, dport: 8084, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: WEB.ip, sport: hairpinOtherPort, dst: PEER.ip, dport: 83, dstMac: PEER.mac },
+    ct: [
+      ...withFlags(hairpinToPeer, TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK),
+      ...remappedPublishedFlow({ ...hairpinToPeerFlow, hostPort: 8084, tcpFlags: TCP_SYN, newPort: hairpinOtherPort }),
+    ],
+  },
+  {
+    name: "hairpin and outside flows to the same container port: a live outside flow holds the tuple (the client container's address and port), the hairpin gets a port of its own",
+    setup: (w) => {
+      w.publish({ proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8084, to: PEER, containerPort: 83 });
+      w.conntrack(withFlags(publishedFlow({ ...hairpinToPeerFlow, replyIfindex: 0 }), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK));
+    },
+    input: fromWeb(tcp({ src: WEB.ip, dst: HOST, sport: 42001, dport: 8084, flags: SYN })),
+    verdict: ACT.REDIRECT,
+    out: { src: WEB.ip, sport: hairpinOtherPort, dst: PEER.ip, dport: 83 },
+    ct: [
+      ...withFlags(publishedFlow({ ...hairpinToPeerFlow, replyIfindex: 0 }), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK),
+      ...remappedPublishedFlow({ ...hairpinToPeerFlow, hostPort: 8084, tcpFlags: TCP_SYN, newPort: hairpinOtherPort }),
+    ],
+  },
+  {
+    name: "the reply of a published flow whose client port was remapped: from the host port it asked for, to the client's own port",
+    setup: (w) => w.conntrack(remappedPublishedFlow({ ...clientToWebFlow, hostPort: 8081, newPort: 31337 })),
+    input: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 80, dport: 31337, flags: SYN | ACK })),
+    verdict: ROUTED,
+    out: { src: HOST, sport: 8081, dst: CLIENT, dport: 40000 },
+    counts: [portStat('tcp', HOST, 8081, DIR_OUT)],
+  },
+];
+
+/** Masquerade's port search, through the test harness (test/bpf/progs/masquerade_ports.c): the uplink is bp_uplinks key 1. */
+const withUplink = (w: World): void => w.uplink(1, HOST);
+const MASQ_PORT_ROWS: Row[] = [
+  {
+    name: 'masquerade to two remote ports from one container port: the NAT port another flow holds toward another remote port is free here',
+    setup: (w) => {
+      withUplink(w);
+      w.conntrack(withFlags(otherSocketOn(masqPort(webOut81Key), 80), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK));
+    },
+    input: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 81, flags: SYN })),
+    verdict: ACT.OK,
+    out: { src: HOST, sport: masqPort(webOut81Key), dst: CLIENT, dport: 81 },
+    ct: [
+      ...withFlags(otherSocketOn(masqPort(webOut81Key), 80), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK),
+      ...withFlags(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 81, natPort: masqPort(webOut81Key) }), TCP_SYN, 0),
+    ],
+  },
+  {
+    name: "masquerade reuse after close: another socket's closed flow holds the NAT port, the SYN's timestamp is newer: taken over, the old flow's entries go",
+    setup: (w) => {
+      withUplink(w);
+      w.conntrack(closedBy(otherSocketOn(masqPort(webOut80Key)), { tsLast: 1000, seqEnd: 5000 }));
+    },
+    input: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: SYN, tsval: 2000 })),
+    verdict: ACT.OK,
+    out: { src: HOST, sport: masqPort(webOut80Key), dst: CLIENT, dport: 80 },
+    ct: withFlags(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: masqPort(webOut80Key) }), TCP_SYN, 0),
+  },
+];
+
+describeTable("tc ingress on a container's veth: what it sends (bp_endpoint_ingress)", 'tc_endpoint', 'bp_endpoint_ingress', [...ENDPOINT_ROWS, ...CLASH_ENDPOINT_ROWS], ({ fx, world, program }) => {
   it('the later fragment of a masqueraded UDP datagram follows its first: the source becomes the uplink address, counted as masquerade', () => {
     world.reset();
     world.conntrack(webDnsOut);
@@ -1237,6 +1488,93 @@ describeTable("tc ingress on a container's veth: what it sends (bp_endpoint_ingr
   });
 });
 describeTable("tc egress on a container's veth: what is delivered to it (bp_endpoint_egress)", 'tc_endpoint', 'bp_endpoint_egress', ENDPOINT_EGRESS_ROWS);
+
+describeTable("masquerade's port search (bp_ct_create through test/bpf/progs/masquerade_ports.c)", 'test/masquerade_ports', 'bp_test_masquerade', MASQ_PORT_ROWS, ({ fx, world, program }) => {
+  const send = (o: { sport: number; dport?: number; flags: number; tsval?: number; seq?: number }) =>
+    program().testRun({ data: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, dport: 80, ...o })) });
+  const natPortOf = (key: CtKey): number | undefined => ctNow(fx).find(([k]) => ctKeyText(k) === ctKeyText(key))?.[1].newSport;
+
+  it('a live flow toward the same remote IP:port holds the port the search starts at: another port of the range, and both flows stay', () => {
+    world.reset();
+    withUplink(world);
+    const held = masqPort(webOut80Key);
+    world.conntrack(withFlags(otherSocketOn(held), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK));
+    const r = send({ sport: 40000, flags: SYN });
+    expect(r.retval).toBe(ACT.OK);
+    const port = parseFrame(r.data).sport!;
+    expect(port).not.toBe(held);
+    expect(port).toBeGreaterThanOrEqual(61000);
+    expect(port).toBeLessThanOrEqual(65535);
+    expect(ctSnapshot(ctNow(fx))).toEqual(
+      ctSnapshot(
+        [...withFlags(otherSocketOn(held), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK), ...withFlags(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: port }), TCP_SYN, 0)].map(
+          (e) => [e.key, e.value],
+        ),
+      ),
+    );
+  });
+
+  it("a closed flow of another socket holds the port, the SYN's timestamp is older (the server's TIME_WAIT would reject it by PAWS): another port, the closed flow stays", () => {
+    world.reset();
+    withUplink(world);
+    const held = masqPort(webOut80Key);
+    const closed = closedBy(otherSocketOn(held), { tsLast: 1000, seqEnd: 5000 });
+    world.conntrack(closed);
+    const r = send({ sport: 40000, flags: SYN, tsval: 999, seq: 9000 });
+    expect(r.retval).toBe(ACT.OK);
+    const port = parseFrame(r.data).sport!;
+    expect(port).not.toBe(held);
+    expect(natPortOf(closed[0]!.key)).toBe(held);
+    expect(natPortOf(webOut80Key)).toBe(port);
+  });
+
+  it('a closing flow remembers what its original side sent last: the highest timestamp and the sequence number after its FIN', () => {
+    world.reset();
+    withUplink(world);
+    expect(send({ sport: 40000, flags: SYN, tsval: 100, seq: 1000 }).retval).toBe(ACT.OK);
+    // Before its FIN, nothing is noted (the hot path reads no options).
+    expect(send({ sport: 40000, flags: ACK, tsval: 150, seq: 1001 }).retval).toBe(ACT.OK);
+    const entry = () => ctNow(fx).find(([k]) => ctKeyText(k) === ctKeyText(webOut80Key))![1];
+    expect({ ts: entry().tsLast, seq: entry().seqEnd, flags: entry().tcpFlags & TCP_TS }).toEqual({ ts: 0, seq: 0, flags: 0 });
+    // FIN with 10 bytes: the far end's next expected sequence number is 1001 + 10 + 1.
+    program().testRun({ data: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: FIN | ACK, tsval: 200, seq: 1001, data: Buffer.alloc(10) })) });
+    expect({ ts: entry().tsLast, seq: entry().seqEnd, flags: entry().tcpFlags & TCP_TS }).toEqual({ ts: 200, seq: 1012, flags: TCP_TS });
+    // A retransmission with an older stamp does not move it back; the last ACK moves the timestamp on.
+    program().testRun({ data: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: FIN | ACK, tsval: 190, seq: 1001, data: Buffer.alloc(10) })) });
+    program().testRun({ data: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: ACK, tsval: 210, seq: 1012 })) });
+    expect({ ts: entry().tsLast, seq: entry().seqEnd }).toEqual({ ts: 210, seq: 1012 });
+  });
+});
+
+describePriv('masquerade with every port of the range in use toward one remote IP:port (table full)', () => {
+  const fx = new Fixture();
+  const world = new World(fx);
+  let program: BpfProgram | undefined;
+  beforeAll(async () => {
+    await fx.mount();
+    program = fx.load('test/masquerade_ports', { snatPortFirst: 61000, snatPortLast: 61003 }).program('bp_test_masquerade');
+  });
+  afterAll(() => fx.close());
+
+  it('a new flow to that remote is dropped as nat_ports_exhausted, and one to another remote port still gets a port', () => {
+    world.reset();
+    world.uplink(1, HOST);
+    const live = [61000, 61001, 61002, 61003].flatMap((natPort, i) =>
+      withFlags(masqueradedFlow({ ...toClient80, fromPort: 41000 + i, remotePort: 80, natPort }), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK),
+    );
+    world.conntrack(live);
+    const run = (dport: number) => program!.testRun({ data: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport, flags: SYN })) });
+    const before = readDrops(fx);
+    expect(run(80).retval).toBe(ACT.SHOT);
+    const after = readDrops(fx);
+    expect(after[DROP_REASONS.indexOf('nat_ports_exhausted')]! - before[DROP_REASONS.indexOf('nat_ports_exhausted')]!).toBe(1n);
+    expect(ctNow(fx)).toHaveLength(live.length);
+    const other = run(81);
+    expect(other.retval).toBe(ACT.OK);
+    expect(parseFrame(other.data)).toMatchObject({ src: HOST, dst: CLIENT, dport: 81 });
+    expect(parseFrame(other.data).sport).toBeGreaterThanOrEqual(61000);
+  });
+});
 
 // --- XDP prefilter on the uplink ------------------------------------------------------
 

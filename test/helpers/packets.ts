@@ -102,20 +102,32 @@ export interface TcpOptions {
   ack?: number;
   data?: Buffer;
   ttl?: number;
+  /** A timestamp option (RFC 7323) with this TSval, laid out as Linux sends it (SYN: MSS, SACK-permitted, TS, NOP, WS; else NOP, NOP, TS). */
+  tsval?: number;
 }
 
-/** An IPv4 packet with a TCP segment (no options), checksummed over the pseudo-header. */
+/** The TCP options Linux sends with a timestamp: 20 bytes on a SYN, 12 on other segments. */
+function timestampOptions(tsval: number, syn: boolean): Buffer {
+  const ts = Buffer.from([8, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
+  ts.writeUInt32BE(tsval >>> 0, 2);
+  return syn ? Buffer.concat([Buffer.from([2, 4, 0x05, 0xb4, 4, 2]), ts, Buffer.from([1, 3, 3, 7])]) : Buffer.concat([Buffer.from([1, 1]), ts]);
+}
+
+/** An IPv4 packet with a TCP segment (options only with `tsval`), checksummed over the pseudo-header. */
 export function tcp(o: TcpOptions): Buffer {
   const data = o.data ?? Buffer.alloc(0);
-  const seg = Buffer.alloc(20 + data.length);
+  const opts = o.tsval === undefined ? Buffer.alloc(0) : timestampOptions(o.tsval, (o.flags & TCP_FLAGS.SYN) !== 0);
+  const hlen = 20 + opts.length;
+  const seg = Buffer.alloc(hlen + data.length);
   seg.writeUInt16BE(o.sport, 0);
   seg.writeUInt16BE(o.dport, 2);
   seg.writeUInt32BE(o.seq ?? 1000, 4);
   seg.writeUInt32BE(o.ack ?? (o.flags & TCP_FLAGS.ACK ? 2000 : 0), 8);
-  seg[12] = 5 << 4;
+  seg[12] = (hlen / 4) << 4;
   seg[13] = o.flags;
   seg.writeUInt16BE(64240, 14);
-  data.copy(seg, 20);
+  opts.copy(seg, 20);
+  data.copy(seg, hlen);
   seg.writeUInt16BE(checksum(seg, pseudoSum(ipBytes(o.src), ipBytes(o.dst), PROTO.TCP, seg.length)), 16);
   return ipv4({ src: o.src, dst: o.dst, proto: PROTO.TCP, payload: seg, ttl: o.ttl });
 }

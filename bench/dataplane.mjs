@@ -12,17 +12,23 @@
 //
 // In ebpf and iptables, `web` is run with N TCP ports published, one
 // `-p HOSTIP:A-B:A-B` range of at most 50 000 ports per host IP (N = 100 000
-// uses two host IPs on the uplink), plus the last port as UDP; the port under
-// test is the last TCP port published (the worst case for anything walked in
-// order). On the same --icc=false network, `srv` exposes that port number
-// (nothing published) and `peer` is run with `--link srv:srv` (not linked to
-// web: a link permits every port the linked container exposes, N of them, see
-// bench/lib/topology.mjs). The nftables bed has the same N entries in its map
-// and the one link permit in its sets.
+// uses two host IPs on the uplink), plus the last port as UDP and a second
+// host port (9080, ALT_PORT) for the last port's container port; the port
+// under test is the last TCP port of the ranges (the worst case for anything
+// walked in order). On the same --icc=false network, `srv` exposes that port
+// number (nothing published) and `peer` is run with `--link srv:srv` (not
+// linked to web: a link permits every port the linked container exposes, N of
+// them, see bench/lib/topology.mjs). A second network of the same daemon,
+// `routed` (--icc=false --masquerade=false), holds one container, `routed`.
+// The nftables bed has the same N entries and ALT_PORT in its map, the one
+// link permit in its sets and a second bridge let out untranslated; nonat has
+// a second bridge too, and a second server in web on ALT_PORT stands for the
+// second host port.
 //
 // Before measuring, every bed is checked (bench/lib/workloads.mjs verifyBed):
-// the container sees the client's own address through the published port, the
-// container's traffic leaves masqueraded (as is for nonat), srv's linked port
+// the container sees the client's own address through the published port and
+// through ALT_PORT, the container's traffic leaves masqueraded (as is for
+// nonat), the routed container's leaves untranslated, srv's linked port
 // is reachable from peer and an unlinked one is not (icc=false), and the
 // datapath is the one named: no iptables rule of bridgeport's in eBPF mode and
 // no kernel conntrack entry for the flow; the DNAT rule's counter and a kernel
@@ -39,18 +45,35 @@
 //   tcp_crr     wrk -t2 -c32 -H 'Connection: close' → bench/fixtures/httpd.c in
 //               web (one connection per request): connections/s, latency
 //               p50/p99 (wrk measures from the request's write, the connect
-//               excluded), CPU-seconds per 1000 connections, failed %
+//               excluded), CPU-seconds per 1000 connections, failed %. First,
+//               untimed, 1 s of the same load through ALT_PORT, the other
+//               host port of the same container port (nonat: web's second
+//               port), so that the measurement meets the conntrack state and
+//               the source ports that traffic left, as a real host's does
+//   crr_two_ports  ab -c 8 -s 5 (HTTP/1.0, one connection per request, the
+//               server closing) from the client, alternating the port under
+//               test and ALT_PORT (same container port, same server), phases
+//               A B A B of 3000 requests or the measurement's duration each:
+//               connections/s over all phases, failed requests (ab's failed
+//               plus those a phase ab gave up on did not complete), the client
+//               netns' SYN retransmits and RSTs sent (nstat, absolute counters
+//               before and after). nonat: web's two ports, no translation.
+//               It follows tcp_crr in the same bed, whose flows through both
+//               host ports the kernel's conntrack still holds (iptables,
+//               nftables): the bed's history is part of what it measures
 //   tcp_rr      sockperf ping-pong over one TCP connection, 64-byte messages:
 //               round-trip p50/p99 in µs
 //   udp_64      iperf3 -u -l 64 -b 0: 64-byte datagrams the server received
 //               per second, loss %
 //   masq_stream, masq_crr   the same from peer to servers in the client netns
 //               (masquerade; nonat routes the container as is)
+//   routed_crr  the same as masq_crr from the container on the routed network
+//               (no masquerade, same daemon): what masq_crr is compared with
 //   c2c_stream, c2c_crr     the same from peer to srv's address across the
 //               bridge (icc=false, the link permitting the port; nonat: no rule)
 //
-// masq_* and c2c_* do not cross a published port: they run at the smallest N
-// of the run only.
+// masq_*, routed_crr and c2c_* do not cross a published port: they run at the
+// smallest N of the run only.
 //
 // Rounds are interleaved: for each round, for each workload, every
 // configuration once, the order rotated by one each round. Nothing is pinned
@@ -75,17 +98,18 @@ export const SUITE = 'dataplane';
 const DURATION = { full: 10, quick: 2 };
 /**
  * Quick mode (make bench-quick): 2 s per measurement, the published-port
- * workloads and one connection rate each for masquerade and container to container.
+ * workloads and one connection rate each for masquerade, its routed
+ * counterpart and container to container.
  */
-const QUICK_WORKLOADS = ['tcp_stream_1', 'tcp_stream_4', 'tcp_crr', 'tcp_rr', 'udp_64', 'masq_crr', 'c2c_crr'];
+const QUICK_WORKLOADS = ['tcp_stream_1', 'tcp_stream_4', 'tcp_crr', 'crr_two_ports', 'tcp_rr', 'udp_64', 'masq_crr', 'routed_crr', 'c2c_crr'];
 /**
  * Workloads whose path does not go through a published port: the N published
  * ports cannot change them, so they are measured at the smallest N only.
  */
-const N_INDEPENDENT = new Set(['masq_stream', 'masq_crr', 'c2c_stream', 'c2c_crr']);
+const N_INDEPENDENT = new Set(['masq_stream', 'masq_crr', 'routed_crr', 'c2c_stream', 'c2c_crr']);
 /** Pause between two measurements, so one's tail (FINs, softirq backlog) is not in the next. */
 const PAUSE_MS = { full: 1000, quick: 300 };
-const TOOLS = ['iperf3', 'sockperf', 'wrk', 'nft', 'conntrack', 'iptables-save', 'curl', 'ss', 'tc', 'nsenter', 'ip', 'sysctl'];
+const TOOLS = ['iperf3', 'sockperf', 'wrk', 'ab', 'nstat', 'nft', 'conntrack', 'iptables-save', 'curl', 'ss', 'tc', 'nsenter', 'ip', 'sysctl'];
 
 function fmt(v) {
   if (Math.abs(v) >= 100) return v.toFixed(0);
@@ -106,7 +130,7 @@ function onPath(tool) {
 
 function checkTools() {
   const missing = TOOLS.filter((t) => !onPath(t));
-  if (missing.length) throw new Error(`missing tools: ${missing.join(' ')} (scripts/install-bench-deps.sh installs iperf3, sockperf, wrk)`);
+  if (missing.length) throw new Error(`missing tools: ${missing.join(' ')} (scripts/install-bench-deps.sh installs iperf3, sockperf, wrk, ab)`);
 }
 
 /**

@@ -11,6 +11,8 @@
 //
 // Every figure comes from the samples: medians, minimum and maximum over the
 // rounds of one (workload, configuration, N, metric); ratios are of medians.
+// The targets (TARGETS) are checked on the same figures and stated in
+// summary.md, met or not met with the numbers: never a failure of the run.
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -34,6 +36,36 @@ const LAYOUT = {
   },
   controlplane: { configs: ['ebpf', 'iptables'], ratios: [['ebpf', 'iptables']] },
 };
+/**
+ * Rows under a workload's table (of the metrics named): its medians over
+ * another workload's (same suite, same metric), per configuration, at each N
+ * both have. masq_crr over routed_crr: masquerade against the same daemon's
+ * routed network.
+ */
+export const RATIO_ROWS = [{ suite: 'dataplane', workload: 'masq_crr', over: 'routed_crr', metrics: ['conn_per_s', 'cpu_s_per_1k_conn'] }];
+/**
+ * The targets summary.md states, each checked at every N its workload has, on
+ * medians over the rounds:
+ *   atLeast: config's value ≥ atLeast × vs's (vs: another configuration and/or
+ *            workload, the same metric)
+ *   noMore:  config's value ≤ vs's
+ *   zero:    config's value is 0 in every round (the maximum, not the median)
+ */
+export const TARGETS = [
+  {
+    suite: 'dataplane',
+    workload: 'tcp_crr',
+    metric: 'conn_per_s',
+    config: 'ebpf',
+    atLeast: 0.95,
+    vs: { config: 'nonat' },
+    text: 'eBPF ≥ 0.95× no-NAT at every N (after traffic through another host port of the same container port)',
+  },
+  { suite: 'dataplane', workload: 'crr_two_ports', metric: 'failed', config: 'ebpf', zero: true, text: 'eBPF: no failed request, in any round' },
+  { suite: 'dataplane', workload: 'crr_two_ports', metric: 'syn_retrans', config: 'ebpf', noMore: true, vs: { config: 'iptables' }, text: "eBPF: SYN retransmits ≤ the iptables datapath's" },
+  { suite: 'dataplane', workload: 'masq_crr', metric: 'conn_per_s', config: 'ebpf', atLeast: 0.95, vs: { workload: 'routed_crr' }, text: "eBPF ≥ 0.95× eBPF's routed network (routed_crr)" },
+  { suite: 'dataplane', workload: 'masq_crr', metric: 'conn_per_s', config: 'ebpf', atLeast: 1.0, vs: { config: 'iptables' }, text: "eBPF ≥ 1.0× the iptables datapath's masq_crr" },
+];
 /** Every chart file report.mjs may write (a skipped chart's old file is removed). */
 export const CHART_FILES = planCharts([]).map((c) => c.file);
 const NO_VALUE = '—';
@@ -98,28 +130,40 @@ function layoutFor(group) {
   return { configs: [...known.configs, ...present.filter((c) => !known.configs.includes(c))], ratios: known.ratios };
 }
 
+/** The stats of config at N in group; a no-NAT baseline measured once (baselineOnce) stands for every N. */
+function cellAt(group, config, n) {
+  if (!group) return undefined;
+  const base = config === 'nonat' ? baselineOnce(group) : undefined;
+  return base ? base.stats : group.cells.get(config)?.get(n);
+}
+
+/** The Ns of a group's rows: every N measured, but a once-measured baseline's own. */
+function rowNs(group) {
+  const ns = new Set();
+  for (const byN of group.cells.values()) for (const n of byN.keys()) ns.add(n);
+  const base = baselineOnce(group);
+  if (base) ns.delete(base.n);
+  return [...ns].sort((a, b) => a - b);
+}
+
+const findGroup = (groups, suite, workload, metric) => groups.find((g) => g.suite === suite && g.workload === workload && g.metric === metric);
+
 /**
  * One table as { header, rows, notes } (rows of strings): N, a cell per
  * configuration (median unit [min–max], and (k/R) when fewer rounds than the
- * run's R gave a value), then the ratios of medians.
+ * run's R gave a value), then the ratios of medians; then, when RATIO_ROWS
+ * names the workload and `groups` (every aggregated group) holds the other
+ * one, a row per N of the ratios of medians workload/other per configuration.
  */
-export function table(group, rounds) {
+export function table(group, rounds, groups = []) {
   const { configs, ratios } = layoutFor(group);
   const notes = [];
-  const ns = new Set();
-  for (const byN of group.cells.values()) for (const n of byN.keys()) ns.add(n);
-  const broadcast = new Map();
   const base = baselineOnce(group);
-  if (base) {
-    broadcast.set('nonat', base.stats);
-    ns.delete(base.n);
-    notes.push(`nonat is measured once, at N = ${base.n}, and shown on every row.`);
-  }
-  const valueAt = (config, n) => broadcast.get(config) ?? group.cells.get(config)?.get(n);
+  if (base) notes.push(`nonat is measured once, at N = ${base.n}, and shown on every row.`);
+  const ns = rowNs(group);
+  const valueAt = (config, n) => cellAt(group, config, n);
   const header = ['N', ...configs, ...ratios.map(([a, b]) => `${a}/${b}`)];
-  const rows = [...ns]
-    .sort((a, b) => a - b)
-    .map((n) => {
+  const rows = ns.map((n) => {
       const cells = configs.map((c) => {
         const s = valueAt(c, n);
         if (!s) return NO_VALUE;
@@ -133,7 +177,77 @@ export function table(group, rounds) {
       });
       return [String(n), ...cells, ...rs];
     });
+  for (const rr of RATIO_ROWS.filter((r) => r.suite === group.suite && r.workload === group.workload && r.metrics.includes(group.metric))) {
+    const other = findGroup(groups, group.suite, rr.over, group.metric);
+    if (!other) continue;
+    const both = ns.filter((n) => configs.some((c) => valueAt(c, n) && cellAt(other, c, n)));
+    for (const n of both) {
+      const cells = configs.map((c) => {
+        const x = valueAt(c, n);
+        const y = cellAt(other, c, n);
+        return x && y && y.median !== 0 ? fmtRatio(x.median / y.median) : NO_VALUE;
+      });
+      rows.push([`${group.workload}/${rr.over}${both.length > 1 ? `, N = ${n}` : ''}`, ...cells, ...ratios.map(() => '')]);
+    }
+    if (both.length) notes.push(`${group.workload}/${rr.over}: ${group.workload}'s median over ${rr.over}'s, each configuration against itself.`);
+  }
   return { header, rows, notes };
+}
+
+/** One target's verdict: { status: 'met' | 'not met' | 'not measured', detail }: the figures at each N, ✓ or ✗. */
+export function checkTarget(t, groups) {
+  const g = findGroup(groups, t.suite, t.workload, t.metric);
+  const ns = g && g.cells.has(t.config) ? rowNs(g).filter((n) => cellAt(g, t.config, n)) : [];
+  if (ns.length === 0) return { status: 'not measured', detail: `no ${t.config} ${t.workload} ${t.metric} sample` };
+  const vsGroup = t.vs ? findGroup(groups, t.suite, t.vs.workload ?? t.workload, t.metric) : undefined;
+  const vsConfig = t.vs?.config ?? t.config;
+  const vsName = [t.vs?.config, t.vs?.workload].filter(Boolean).join(' ');
+  const parts = [];
+  let compared = 0;
+  let failed = 0;
+  for (const n of ns) {
+    const x = cellAt(g, t.config, n);
+    const at = `N = ${n}: `;
+    if (t.zero) {
+      compared++;
+      if (x.max !== 0) failed++;
+      parts.push(x.max === 0 ? `${at}0 ${g.unit} in each of ${x.count} round${x.count === 1 ? '' : 's'} ✓` : `${at}${fmt(x.max)} ${g.unit} in the worst round (median ${fmt(x.median)} [${fmt(x.min)}–${fmt(x.max)}]) ✗`);
+      continue;
+    }
+    const y = cellAt(vsGroup, vsConfig, n);
+    if (!y) {
+      parts.push(`${at}no ${vsName} value to compare with`);
+      continue;
+    }
+    compared++;
+    if (t.noMore) {
+      const ok = x.median <= y.median;
+      if (!ok) failed++;
+      parts.push(`${at}${fmt(x.median)} vs ${fmt(y.median)} ${g.unit} (${vsName}) ${ok ? '✓' : '✗'}`);
+    } else {
+      const ok = y.median > 0 && x.median >= t.atLeast * y.median;
+      if (!ok) failed++;
+      // Three decimals, so that 0.947× is not shown as a 0.95× that missed 0.95×.
+      const r = y.median > 0 ? `${(x.median / y.median).toFixed(3)}×` : NO_VALUE;
+      parts.push(`${at}${r} (${fmt(x.median)} / ${fmt(y.median)} ${g.unit}) ${ok ? '✓' : '✗'}`);
+    }
+  }
+  const status = compared === 0 ? 'not measured' : failed ? 'not met' : 'met';
+  return { status, detail: parts.join('; ') };
+}
+
+/** The targets section (heading level h), or nothing when no target's workload was measured. */
+export function targetsMarkdown(groups, h = '##') {
+  const relevant = TARGETS.filter((t) => groups.some((g) => g.suite === t.suite && g.workload === t.workload));
+  if (relevant.length === 0) return [];
+  const out = [`${h} Targets`, '', 'Checked on the medians over the rounds (a zero target: on every round), at every N measured; stated here, never a failure of the run.', ''];
+  for (const t of TARGETS) {
+    const v = checkTarget(t, groups);
+    const status = v.status === 'not measured' ? v.status : `**${v.status}**`;
+    out.push(`- ${t.workload} ${t.metric}, ${t.text}: ${status} — ${v.detail}`);
+  }
+  out.push('');
+  return out;
 }
 
 const mdRow = (cells) => `| ${cells.join(' | ')} |`;
@@ -175,7 +289,7 @@ export function tablesMarkdown(groups, rounds, h = '##') {
     }
     const better = g.higher ? 'higher is better' : 'lower is better';
     const what = g.metric === g.unit ? '' : ` — ${g.metric}`;
-    out.push(`${h}# ${g.workload}${what} (${g.unit}, ${better})`, '', mdTable(table(g, rounds)), '');
+    out.push(`${h}# ${g.workload}${what} (${g.unit}, ${better})`, '', mdTable(table(g, rounds, groups)), '');
   }
   return out;
 }
@@ -225,6 +339,7 @@ export function summaryMarkdown(results, charts) {
   }
   lines.push(LEGEND, '');
   if (groups.length === 0) lines.push('No sample was recorded.', '');
+  lines.push(...targetsMarkdown(groups, '##'));
   lines.push(...tablesMarkdown(groups, rounds, '##'));
   lines.push('## Charts', '');
   for (const c of charts) lines.push(c.skipped ? `- ${c.file} (${c.title}) not drawn: ${c.skipped}.` : `![${c.title}](${c.file})`, '');
@@ -251,6 +366,7 @@ export function readmeSnippet(results, charts, imageBase = 'bench/published') {
     '',
   ];
   if (results.errors?.length) lines.push(`Errors in this run: ${results.errors.map((e) => `${e.suite}: ${String(e.message).split('\n')[0]}`).join('; ')}.`, '');
+  lines.push(...targetsMarkdown(groups, '###'));
   lines.push(...tablesMarkdown(groups, rounds, '###'));
   for (const c of charts) if (!c.skipped) lines.push(`![${c.title}](${imageBase.replace(/\/$/, '')}/${c.file})`, '');
   return `${lines.join('\n').trimEnd()}\n`;

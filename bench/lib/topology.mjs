@@ -3,20 +3,28 @@
 // addresses, routes or firewall):
 //
 //   client netns ── eth0 ══ veth ══ uplink0 ── host netns ── bridge ─┬─ web netns   (172.30.0.2)
-//   198.18.0.2/24                    198.18.0.1/24                   ├─ peer netns  (172.30.0.3)
-//                                    (+ 198.18.0.101, .102 …         └─ srv netns   (172.30.0.4)
-//                                     when N needs more than one host IP)
+//   198.18.0.2/24                    198.18.0.1/24     │             ├─ peer netns  (172.30.0.3)
+//                                    (+ 198.18.0.101,  │             └─ srv netns   (172.30.0.4)
+//                                     .102 … when N    │
+//                                     needs more than  └─ 2nd bridge ── routed netns (172.31.0.2)
+//                                     one host IP)
 //
-// - nonat:    plain bridge and veths made with ip, no rule anywhere; the client
-//             has a route to 172.30.0.0/24 via the host and talks to the
-//             container's own address, the container's traffic leaves as is.
+// - nonat:    plain bridges and veths made with ip, no rule anywhere; the client
+//             has routes to 172.30.0.0/24 and 172.31.0.0/24 via the host and
+//             talks to the container's own address, the containers' traffic
+//             leaves as is.
 // - ebpf, iptables: bridgeport's daemon (--datapath D) in the host netns; an
-//             --icc=false network, `web` publishing N ports, `srv` exposing
-//             the port under test (--expose, nothing published), `peer` run
-//             with --link srv:srv.
-// - nftables: the same plain bridge and veths as nonat, plus the reference
-//             ruleset bench/nftables/ruleset.nft with N entries in its DNAT map
-//             and peer → srv's port in its link sets.
+//             --icc=false network, `web` publishing N ports (and a second host
+//             port, ALT_PORT, for the port under test's container port),
+//             `srv` exposing the port under test (--expose, nothing
+//             published), `peer` run with --link srv:srv; a second network,
+//             `routed` (--icc=false --masquerade=false), with one container
+//             `routed` whose traffic leaves untranslated (the client netns
+//             routes 172.31.0.0/24 back via the host).
+// - nftables: the same plain bridges and veths as nonat, plus the reference
+//             ruleset bench/nftables/ruleset.nft with N entries (and ALT_PORT)
+//             in its DNAT map, peer → srv's port in its link sets, and one
+//             forward rule letting the second bridge out unmasqueraded.
 //
 // peer is the client of the masquerade and container-to-container workloads.
 // It links to srv rather than to web because a link permits every port the
@@ -49,10 +57,22 @@ export const UNLINKED_PORT = 9000;
 /** The masquerade workloads' servers in the client netns. */
 export const CLIENT_HTTP_PORT = 8080;
 export const CLIENT_IPERF_PORT = 5201;
+/**
+ * A second host port published to the container port under test (`-p A:P -p
+ * ALT:P`, below FIRST_PORT so it never meets a range): crr_two_ports
+ * alternates between the two, tcp_crr warms up through it. nonat has no host
+ * port: there it is a second port of web's own, served by a second server.
+ */
+export const ALT_PORT = 9080;
+/** The routed network (bridgeport: --masquerade=false), its gateway and its one container. */
+export const ROUTED_SUBNET = '172.31.0.0/24';
+export const ROUTED_GATEWAY = '172.31.0.1';
+export const ROUTED_IP = '172.31.0.2';
 
 const SHORT = { nonat: 'nn', ebpf: 'eb', iptables: 'ip', nftables: 'nf' };
 const BRIDGEPORT_CONFIGS = new Set(['ebpf', 'iptables']);
 const PLAIN_BRIDGE = 'br0';
+const PLAIN_ROUTED_BRIDGE = 'br1';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -192,7 +212,7 @@ export class Bed {
     this.dir = path.join(workDir, config);
     this.bin = path.join(repo, 'bin', 'bridgeport');
     const base = `${PREFIX}-${runId}-${SHORT[config]}`;
-    this.ns = { host: `${base}-h`, client: `${base}-c`, web: `${base}-w`, peer: `${base}-p`, srv: `${base}-s` };
+    this.ns = { host: `${base}-h`, client: `${base}-c`, web: `${base}-w`, peer: `${base}-p`, srv: `${base}-s`, routed: `${base}-r` };
     this.paths = { host: path.join(NETNS_DIR, this.ns.host), client: path.join(NETNS_DIR, this.ns.client) };
     this.made = []; // netns names created, for tearDown
     this.procs = new Set(); // servers spawn() started (Child)
@@ -200,6 +220,7 @@ export class Bed {
     this.bridgeport = BRIDGEPORT_CONFIGS.has(config);
     this.daemonArgs = config === 'ebpf' ? daemonArgs : [];
     this.bridge = PLAIN_BRIDGE;
+    this.routedBridge = PLAIN_ROUTED_BRIDGE;
     this.plan = undefined;
   }
 
@@ -211,6 +232,12 @@ export class Bed {
 
   get containerPort() {
     return this.plan.target.port;
+  }
+
+  /** The second way to the same server: hostIP:ALT_PORT → web:containerPort (nonat: web's own address, ALT_PORT). */
+  get altTarget() {
+    if (this.config === 'nonat') return { ip: WEB_IP, port: ALT_PORT };
+    return { ip: this.plan.target.ip, port: ALT_PORT };
   }
 
   async setUp(n, { perIp = PORTS_PER_IP, timeoutMs } = {}) {
@@ -233,6 +260,11 @@ export class Bed {
     await this.waitUp(this.paths.client, CLIENT_IF);
     if (this.bridgeport) await this.setUpBridgeport(timeoutMs ?? 1_800_000);
     else await this.setUpPlain();
+  }
+
+  /** The client's way back to the routed network's untranslated addresses: via the host, in every configuration. */
+  async routeBackToRouted() {
+    await run(nsArgv(this.paths.client, 'ip', ['route', 'add', ROUTED_SUBNET, 'via', hostIp(0)]), { must: true });
   }
 
   async addNs(role) {
@@ -258,26 +290,32 @@ export class Bed {
     return r.exitCode === 0;
   }
 
-  /** nonat and nftables: a bridge and two veths made with ip, no daemon. */
+  /** nonat and nftables: two bridges and four veths made with ip, no daemon. */
   async setUpPlain() {
     const host = (args) => run(nsArgv(this.paths.host, 'ip', args), { must: true });
-    await host(['link', 'add', this.bridge, 'type', 'bridge']);
-    await host(['addr', 'add', `${GATEWAY}/24`, 'dev', this.bridge]);
-    await host(['link', 'set', this.bridge, 'up']);
-    for (const [role, ip] of [
-      ['web', WEB_IP],
-      ['peer', PEER_IP],
-      ['srv', SRV_IP],
+    for (const [bridge, gateway] of [
+      [this.bridge, GATEWAY],
+      [this.routedBridge, ROUTED_GATEWAY],
+    ]) {
+      await host(['link', 'add', bridge, 'type', 'bridge']);
+      await host(['addr', 'add', `${gateway}/24`, 'dev', bridge]);
+      await host(['link', 'set', bridge, 'up']);
+    }
+    for (const [role, ip, bridge, gateway] of [
+      ['web', WEB_IP, this.bridge, GATEWAY],
+      ['peer', PEER_IP, this.bridge, GATEWAY],
+      ['srv', SRV_IP, this.bridge, GATEWAY],
+      ['routed', ROUTED_IP, this.routedBridge, ROUTED_GATEWAY],
     ]) {
       await this.addNs(role);
       const hostIf = `v${role}`;
       const inside = (args) => run(nsArgv(this.paths[role], 'ip', args), { must: true });
       await host(['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.ns[role]]);
-      await host(['link', 'set', hostIf, 'master', this.bridge]);
+      await host(['link', 'set', hostIf, 'master', bridge]);
       await host(['link', 'set', hostIf, 'up']);
       await inside(['addr', 'add', `${ip}/24`, 'dev', 'eth0']);
       await inside(['link', 'set', 'eth0', 'up']);
-      await inside(['route', 'add', 'default', 'via', GATEWAY]);
+      await inside(['route', 'add', 'default', 'via', gateway]);
       await this.waitUp(this.paths[role], 'eth0');
     }
     await this.sysctl(this.paths.host, 'net.ipv4.ip_forward', 1);
@@ -286,6 +324,7 @@ export class Bed {
     // nor the nftables reference (which filters bridged traffic in its bridge
     // table) wants that. Per netns since Linux 5.3; absent without the module.
     await this.sysctl(this.paths.host, 'net.bridge.bridge-nf-call-iptables', 0, { optional: true });
+    await this.routeBackToRouted();
     if (this.config === 'nonat') {
       await run(nsArgv(this.paths.client, 'ip', ['route', 'add', SUBNET, 'via', hostIp(0)]), { must: true });
     } else {
@@ -293,7 +332,11 @@ export class Bed {
     }
   }
 
-  /** The reference ruleset, with N DNAT map entries and the link permit peer → srv. */
+  /**
+   * The reference ruleset, with N DNAT map entries (and ALT_PORT to the port
+   * under test), the link permit peer → srv, and the routed bridge let out
+   * (the ruleset masquerades $SUBNET only, so its traffic leaves as is).
+   */
   async loadNftables() {
     const ruleset = path.join(this.repo, 'bench', 'nftables', 'ruleset.nft');
     const target = this.plan.target;
@@ -309,6 +352,7 @@ export class Bed {
       for (let p = r.first; p <= r.last; p++) pub.push(`${r.ip} . tcp . ${p} : ${WEB_IP} . ${p}`);
     }
     pub.push(`${target.ip} . udp . ${target.port} : ${WEB_IP} . ${target.port}`);
+    pub.push(`${target.ip} . tcp . ${ALT_PORT} : ${WEB_IP} . ${target.port}`);
     // As `--link srv:srv` does: the ports srv exposes, from peer, and the replies.
     const linkFwd = [`${PEER_IP} . ${SRV_IP} . ${target.port}`];
     const linkRev = [`${SRV_IP} . ${PEER_IP} . ${target.port}`];
@@ -318,6 +362,7 @@ export class Bed {
     add('ip bpbench', 'published', pub);
     add('bridge bpbench_icc', 'link_dport', linkFwd);
     add('bridge bpbench_icc', 'link_sport', linkRev);
+    lines.push(`add rule ip bpbench forward iifname "${this.routedBridge}" oifname != "${this.routedBridge}" accept`);
     const file = path.join(this.dir, 'load.nft');
     writeFileSync(file, `${lines.join('\n')}\n`);
     await run(nsArgv(this.paths.host, 'nft', ['-f', file]), { must: true, timeoutMs: 600_000 });
@@ -358,23 +403,31 @@ export class Bed {
     await this.cli(['network', 'create', 'bench', '--subnet', SUBNET, '--gateway', GATEWAY, '--icc=false']);
     const publish = this.plan.ranges.flatMap((r) => ['-p', `${r.ip}:${r.first}-${r.last}:${r.first}-${r.last}`]);
     const t = this.plan.target;
-    publish.push('-p', `${t.ip}:${t.port}:${t.port}/udp`);
+    publish.push('-p', `${t.ip}:${t.port}:${t.port}/udp`, '-p', `${t.ip}:${ALT_PORT}:${t.port}`);
     const started = Date.now();
     await this.cli(['run', '-d', '--name', 'web', '--network', 'bench', '--ip', WEB_IP, ...publish, '--', 'sleep', 'infinity'], { timeoutMs });
     this.publishSeconds = (Date.now() - started) / 1000;
     await this.cli(['run', '-d', '--name', 'srv', '--network', 'bench', '--ip', SRV_IP, '--expose', `${t.port}/tcp`, '--', 'sleep', 'infinity'], { timeoutMs });
     await this.cli(['run', '-d', '--name', 'peer', '--network', 'bench', '--ip', PEER_IP, '--link', 'srv:srv', '--', 'sleep', 'infinity'], { timeoutMs });
-    const ips = { web: WEB_IP, peer: PEER_IP, srv: SRV_IP };
-    for (const role of ['web', 'peer', 'srv']) {
+    // The same daemon's routed network: as `bench` but without masquerade.
+    await this.cli(['network', 'create', 'routed', '--subnet', ROUTED_SUBNET, '--gateway', ROUTED_GATEWAY, '--icc=false', '--masquerade=false']);
+    await this.cli(['run', '-d', '--name', 'routed', '--network', 'routed', '--ip', ROUTED_IP, '--', 'sleep', 'infinity'], { timeoutMs });
+    await this.routeBackToRouted();
+    const where = { web: ['bench', WEB_IP], peer: ['bench', PEER_IP], srv: ['bench', SRV_IP], routed: ['routed', ROUTED_IP] };
+    for (const [role, [network, want]] of Object.entries(where)) {
       const info = JSON.parse((await this.cli(['inspect', role])).stdout);
       const key = info?.[0]?.NetworkSettings?.SandboxKey;
       if (!key || !existsSync(key)) throw new Error(`${role}: no sandbox namespace in inspect: ${JSON.stringify(info?.[0]?.NetworkSettings)}`);
       this.paths[role] = key;
-      const ip = info[0].NetworkSettings.Networks?.bench?.IPAddress;
-      if (ip !== ips[role]) throw new Error(`${role} got address ${ip}`);
+      const ip = info[0].NetworkSettings.Networks?.[network]?.IPAddress;
+      if (ip !== want) throw new Error(`${role} got address ${ip}`);
     }
-    const net = JSON.parse((await this.cli(['network', 'inspect', 'bench'])).stdout);
-    this.bridge = net?.[0]?.Options?.['com.docker.network.bridge.name'] ?? net?.[0]?.Bridge ?? this.bridge;
+    const bridgeOf = async (name, fallback) => {
+      const net = JSON.parse((await this.cli(['network', 'inspect', name])).stdout);
+      return net?.[0]?.Options?.['com.docker.network.bridge.name'] ?? net?.[0]?.Bridge ?? fallback;
+    };
+    this.bridge = await bridgeOf('bench', this.bridge);
+    this.routedBridge = await bridgeOf('routed', this.routedBridge);
   }
 
   /** eBPF only: bridgeport's drop counters by reason (undefined for the other configurations). */
@@ -385,7 +438,7 @@ export class Bed {
     return JSON.parse(r.stdout).DatapathInfo?.drops;
   }
 
-  /** Runs a command in one of the bed's namespaces: 'host', 'client', 'web', 'peer', 'srv'. */
+  /** Runs a command in one of the bed's namespaces: 'host', 'client', 'web', 'peer', 'srv', 'routed'. */
   exec(where, cmd, args, opts) {
     return run(nsArgv(this.pathOf(where), cmd, args), opts);
   }
@@ -444,7 +497,7 @@ export class Bed {
     for (const p of [...this.procs]) await step(`stop ${p.what}`, () => this.stop(p, 2_000));
     if (this.daemon) {
       if (this.daemon.running) {
-        for (const name of ['peer', 'srv', 'web']) await step(`rm ${name}`, () => this.cli(['rm', '-f', name], { must: false, timeoutMs: 600_000 }));
+        for (const name of ['routed', 'peer', 'srv', 'web']) await step(`rm ${name}`, () => this.cli(['rm', '-f', name], { must: false, timeoutMs: 600_000 }));
       }
       await step('stop daemon', () => this.stop(this.daemon, 15_000));
       await step('daemon --cleanup', async () => {

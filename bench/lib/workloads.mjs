@@ -7,13 +7,25 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { cpuSecondsBetween, cpuTimes } from './results.mjs';
-import { CLIENT_HTTP_PORT, CLIENT_IP, CLIENT_IPERF_PORT, PEER_IP, SRV_IP, UNLINKED_PORT, UPLINK, WEB_IP, hostIp } from './topology.mjs';
+import { ALT_PORT, CLIENT_HTTP_PORT, CLIENT_IP, CLIENT_IPERF_PORT, PEER_IP, ROUTED_IP, SRV_IP, UNLINKED_PORT, UPLINK, WEB_IP, hostIp } from './topology.mjs';
 
 /** wrk's load: threads and concurrent connections (the machine has 2 cores). */
 export const WRK_THREADS = 2;
 export const WRK_CONNECTIONS = 32;
 /** Worker processes of the tiny HTTP server (one epoll loop each, SO_REUSEPORT). */
 export const HTTPD_WORKERS = 2;
+/** tcp_crr's untimed burst through the other host port of the same container port, before measuring. */
+export const WARMUP_SECONDS = 1;
+/**
+ * crr_two_ports: ab's load per phase (as the defect was found: ab -n 3000 -c 8
+ * -s 5), the phases (A = the port under test, B = ALT_PORT) and the counters
+ * read in the client netns around them.
+ */
+export const AB_REQUESTS = 3000;
+export const AB_CONCURRENCY = 8;
+export const AB_TIMEOUT_S = 5;
+export const TWO_PORT_PHASES = ['A', 'B', 'A', 'B'];
+const NSTAT_KEYS = ['TcpExtTCPSynRetrans', 'TcpOutRsts'];
 
 // ---------------------------------------------------------------- parsers
 
@@ -76,6 +88,49 @@ export function parseWrk(stdout) {
   }
   out.failed = errors.reduce((a, b) => a + b, 0) + non2xx;
   return out;
+}
+
+/**
+ * ab (ApacheBench) output, stdout and stderr: requests completed and failed,
+ * the seconds ab timed (undefined when it gave up), and why it gave up
+ * (a response timeout, too many connect errors …). Length failures (ab
+ * compares each body's length with the first one's, and the body names the
+ * client's port, whose digits may vary) are kept apart: not a failed request.
+ * Throws when the output says nothing was attempted (e.g. a usage error).
+ */
+export function parseAb(stdout, stderr = '') {
+  const num = (re, text = stdout) => {
+    const m = re.exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
+  const complete = num(/^Complete requests:\s+(\d+)/m);
+  const seconds = num(/^Time taken for tests:\s+([\d.]+) seconds/m);
+  const breakdown = /\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)/.exec(stdout);
+  const [connect, receive, length, exceptions] = breakdown ? breakdown.slice(1, 5).map(Number) : [0, 0, 0, 0];
+  const non2xx = num(/^Non-2xx responses:\s+(\d+)/m) ?? 0;
+  const out = { complete, seconds, errors: { connect, receive, length, exceptions, non2xx }, aborted: undefined };
+  if (complete === undefined) {
+    // ab gave up before its report: "apr_pollset_poll: The timeout specified has expired (70007)",
+    // "apr_socket_recv: Connection reset by peer (104)", "Test aborted after 10 failures" …
+    const why = /^(apr_\S+: .+|Test aborted after .+)$/m.exec(stderr);
+    if (!why) throw new Error(`ab: no result in its output: ${(stderr.trim() || stdout.trim()).slice(-500)}`);
+    out.aborted = why[1].trim();
+    out.complete = num(/^Total of (\d+) requests completed/m) ?? 0;
+  }
+  out.failed = connect + receive + exceptions + non2xx;
+  return out;
+}
+
+/** `nstat -asz --json` output: the kernel's counters, by nstat's name. */
+export function parseNstat(stdout) {
+  let j;
+  try {
+    j = JSON.parse(stdout);
+  } catch {
+    throw new Error(`nstat: output is not JSON: ${stdout.slice(0, 300)}`);
+  }
+  if (!j.kernel || typeof j.kernel !== 'object') throw new Error(`nstat: no kernel counters in ${stdout.slice(0, 300)}`);
+  return j.kernel;
 }
 
 /** sockperf ping-pong output: round-trip percentiles in µs. */
@@ -157,19 +212,53 @@ async function tcpStream(bed, ctx, { from, serverIn, ip, port, streams }) {
   }
 }
 
-/** wrk with `Connection: close` (one TCP connection per request) from `from` to ip:port. */
-async function connRate(bed, ctx, { from, serverIn, ip, port }) {
+/** wrk's arguments for `seconds` of one connection per request to url. */
+const wrkArgs = (seconds, url) => ['-t', String(WRK_THREADS), '-c', String(WRK_CONNECTIONS), '-d', `${seconds}s`, '--latency', '-H', 'Connection: close', url];
+
+/**
+ * wrk with `Connection: close` (one TCP connection per request) from `from` to
+ * ip:port. warmup ({ ip, port }, optional): first, untimed, WARMUP_SECONDS of
+ * the same load from the same client to that address, served by the same
+ * server (the other host port of its container port); what it did is kept in
+ * the first metric's raw.warmup, and a warm-up that fails is no measurement
+ * failure (the measurement after it says what the datapath does).
+ */
+async function connRate(bed, ctx, { from, serverIn, ip, port, warmup }) {
   const server = await httpServer(bed, ctx, serverIn, port);
+  const extra = warmup ? await altServer(bed, ctx) : undefined;
   try {
     const url = `http://${ip}:${port}/`;
-    const args = ['-t', String(WRK_THREADS), '-c', String(WRK_CONNECTIONS), '-d', `${ctx.duration}s`, '--latency', '-H', 'Connection: close', url];
+    const args = wrkArgs(ctx.duration, url);
+    let before;
+    if (warmup) {
+      const wurl = `http://${warmup.ip}:${warmup.port}/`;
+      const r = await bed.exec(from, 'wrk', wrkArgs(WARMUP_SECONDS, wurl), clientOpts(ctx));
+      if (r.canceled) throw new Error(`wrk ${wurl} (warm-up, in ${from}): interrupted`);
+      try {
+        checkRun(r, `wrk ${wurl}`);
+        const w = parseWrk(r.stdout);
+        before = { url: wurl, seconds: WARMUP_SECONDS, requests: w.requests, errors: w.errors };
+      } catch (e) {
+        before = { url: wurl, seconds: WARMUP_SECONDS, error: e.message };
+      }
+    }
+    const n0 = await tcpCounters(bed, from, ctx);
     const c0 = cpuTimes();
     const r = await bed.exec(from, 'wrk', args, clientOpts(ctx));
     const c1 = cpuTimes();
     checkRun(r, `wrk ${url} (in ${from})`);
     const w = parseWrk(r.stdout);
+    const n1 = await tcpCounters(bed, from, ctx);
     const cpu = cpuSecondsBetween(c0, c1);
-    const raw = { requests: w.requests, seconds: w.seconds, errors: w.errors };
+    const raw = {
+      requests: w.requests,
+      seconds: w.seconds,
+      errors: w.errors,
+      // The client's SYN retransmits and RSTs sent during the measurement (not shown in the tables).
+      synRetrans: n1.TcpExtTCPSynRetrans - n0.TcpExtTCPSynRetrans,
+      resets: n1.TcpOutRsts - n0.TcpOutRsts,
+      ...(before ? { warmup: before } : {}),
+    };
     return [
       { metric: 'conn_per_s', value: w.perSecond, unit: 'connections/s', higher: true, raw },
       { metric: 'p50_ms', value: w.p50ms, unit: 'ms', higher: false },
@@ -178,6 +267,74 @@ async function connRate(bed, ctx, { from, serverIn, ip, port }) {
       { metric: 'failed_pct', value: (100 * w.failed) / (w.requests + w.failed), unit: '%', higher: false, raw: w.errors },
     ];
   } finally {
+    await bed.stop(extra);
+    await bed.stop(server);
+  }
+}
+
+/**
+ * nonat has no host port: its "other port of the same container port" is a
+ * second server in web on ALT_PORT (bed.altTarget). The others need none:
+ * their ALT_PORT leads to the server already listening on the port under test.
+ */
+const altServer = (bed, ctx) => (bed.config === 'nonat' ? httpServer(bed, ctx, 'web', ALT_PORT) : undefined);
+
+/** TCP counters of one of the bed's namespaces, absolute (nstat's history file is shared between namespaces: neither read nor updated). */
+async function tcpCounters(bed, where, ctx) {
+  const r = await bed.exec(where, 'nstat', ['-asz', '--json', ...NSTAT_KEYS], { timeoutMs: 10_000, cancelSignal: ctx.signal });
+  checkRun(r, `nstat (in ${where})`);
+  const k = parseNstat(r.stdout);
+  for (const key of NSTAT_KEYS) if (typeof k[key] !== 'number') throw new Error(`nstat: no ${key} in ${r.stdout.slice(0, 300)}`);
+  return k;
+}
+
+/**
+ * crr_two_ports: ab (HTTP/1.0, one connection per request, the server
+ * closing) from the client, alternating between the port under test (A) and
+ * ALT_PORT (B), two host ports of the same container port, A B A B: each
+ * phase AB_REQUESTS requests or ctx.duration seconds, whichever comes first,
+ * AB_CONCURRENCY at a time, AB_TIMEOUT_S per response. The client's kernel
+ * picks source ports per destination, so phase B reuses ports phase A used
+ * toward the same server socket: the NAT must tell the two flows apart.
+ */
+async function twoPorts(bed, ctx) {
+  const a = bed.target;
+  const b = bed.altTarget;
+  const server = await httpServer(bed, ctx, 'web', bed.containerPort);
+  const extra = await altServer(bed, ctx);
+  try {
+    const n0 = await tcpCounters(bed, 'client', ctx);
+    const phases = [];
+    for (const phase of TWO_PORT_PHASES) {
+      const { ip, port } = phase === 'A' ? a : b;
+      const url = `http://${ip}:${port}/`;
+      // -t before -n: -t sets the request count to 50 000, -n after it sets it back.
+      const args = ['-q', '-r', '-t', String(ctx.duration), '-n', String(AB_REQUESTS), '-c', String(AB_CONCURRENCY), '-s', String(AB_TIMEOUT_S), url];
+      const t0 = process.hrtime.bigint();
+      const r = await bed.exec('client', 'ab', args, { timeoutMs: (ctx.duration + AB_TIMEOUT_S + 30) * 1000, cancelSignal: ctx.signal });
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (r.canceled) throw new Error(`ab ${url}: interrupted`);
+      if (r.timedOut) throw new Error(`ab ${url}: did not end`);
+      const ab = parseAb(r.stdout, r.stderr);
+      if (!ab.aborted && r.exitCode !== 0) throw new Error(`ab ${args.join(' ')}: exit ${r.exitCode}: ${(r.stderr.trim() || r.stdout.trim()).slice(-600)}`);
+      // A phase ab gave up: the requests it did not complete failed, the time until it gave up counts.
+      const notCompleted = ab.aborted ? AB_REQUESTS - ab.complete : 0;
+      phases.push({ phase, url, complete: ab.complete, failed: ab.failed + notCompleted, seconds: ab.seconds ?? wall, errors: ab.errors, ...(ab.aborted ? { aborted: ab.aborted } : {}) });
+    }
+    const n1 = await tcpCounters(bed, 'client', ctx);
+    const complete = phases.reduce((t, p) => t + p.complete, 0);
+    const seconds = phases.reduce((t, p) => t + p.seconds, 0);
+    const failed = phases.reduce((t, p) => t + p.failed, 0);
+    const synRetrans = n1.TcpExtTCPSynRetrans - n0.TcpExtTCPSynRetrans;
+    const resets = n1.TcpOutRsts - n0.TcpOutRsts;
+    return [
+      { metric: 'conn_per_s', value: complete / seconds, unit: 'connections/s', higher: true, raw: { complete, seconds, phases } },
+      { metric: 'failed', value: failed, unit: 'requests', higher: false },
+      { metric: 'syn_retrans', value: synRetrans, unit: 'SYN retransmits', higher: false },
+      { metric: 'resets', value: resets, unit: 'RSTs sent', higher: false },
+    ];
+  } finally {
+    await bed.stop(extra);
     await bed.stop(server);
   }
 }
@@ -199,8 +356,12 @@ export const WORKLOADS = {
     run: (bed, ctx) => tcpStream(bed, ctx, { from: 'client', serverIn: 'web', ...bed.target, streams: 4 }),
   },
   tcp_crr: {
-    what: `wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS} 'Connection: close', client → published port → web (httpd)`,
-    run: (bed, ctx) => connRate(bed, ctx, { from: 'client', serverIn: 'web', ...bed.target }),
+    what: `wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS} 'Connection: close', client → published port → web (httpd), after ${WARMUP_SECONDS} s of the same through the other host port of the same container port`,
+    run: (bed, ctx) => connRate(bed, ctx, { from: 'client', serverIn: 'web', ...bed.target, warmup: bed.altTarget }),
+  },
+  crr_two_ports: {
+    what: `ab -c${AB_CONCURRENCY} -n${AB_REQUESTS} -s${AB_TIMEOUT_S} (one connection per request), client → two host ports of the same container port, alternating ${TWO_PORT_PHASES.join(' ')}`,
+    run: twoPorts,
   },
   tcp_rr: {
     what: 'sockperf ping-pong over one TCP connection, 64-byte messages, client → published port → web',
@@ -251,6 +412,10 @@ export const WORKLOADS = {
     what: `wrk 'Connection: close', peer → masquerade → httpd in the client netns`,
     run: (bed, ctx) => connRate(bed, ctx, { from: 'peer', serverIn: 'client', ip: CLIENT_IP, port: CLIENT_HTTP_PORT }),
   },
+  routed_crr: {
+    what: `wrk 'Connection: close', routed (a --masquerade=false network of the same daemon) → httpd in the client netns, untranslated`,
+    run: (bed, ctx) => connRate(bed, ctx, { from: 'routed', serverIn: 'client', ip: CLIENT_IP, port: CLIENT_HTTP_PORT }),
+  },
   c2c_stream: {
     what: 'iperf3, 1 TCP stream, peer → srv across the bridge (icc=false, --link permits the port)',
     run: (bed, ctx) => tcpStream(bed, ctx, { from: 'peer', serverIn: 'srv', ip: SRV_IP, port: bed.containerPort, streams: 1 }),
@@ -296,15 +461,24 @@ export async function verifyBed(bed, ctx) {
     servers.push(await httpServer(bed, ctx, 'srv', bed.containerPort));
     servers.push(await httpServer(bed, ctx, 'srv', UNLINKED_PORT));
     servers.push(await httpServer(bed, ctx, 'client', CLIENT_HTTP_PORT));
+    const extra = await altServer(bed, ctx);
+    if (extra) servers.push(extra);
 
     const pub = await fetchPeer(bed, 'client', ip, port);
     must(pub.ok, `client → ${ip}:${port} answered${pub.ok ? '' : ` (${pub.err})`}`);
     must(pub.seen === CLIENT_IP, `web saw the client's own address ${CLIENT_IP} (saw ${pub.seen})`);
+    const alt = bed.altTarget;
+    const two = await fetchPeer(bed, 'client', alt.ip, alt.port);
+    must(two.ok, `client → ${alt.ip}:${alt.port} answered${nat ? ` (the second host port of container port ${bed.containerPort})` : ' (web\'s second port)'}${two.ok ? '' : ` (${two.err})`}`);
+    must(two.seen === CLIENT_IP, `web saw the client's own address there too (saw ${two.seen})`);
 
     const masq = await fetchPeer(bed, 'peer', CLIENT_IP, CLIENT_HTTP_PORT);
     const expect = nat ? hostIp(0) : PEER_IP;
     must(masq.ok, `peer → ${CLIENT_IP}:${CLIENT_HTTP_PORT} answered${masq.ok ? '' : ` (${masq.err})`}`);
     must(masq.seen === expect, `the client netns saw peer as ${expect}${nat ? ' (masqueraded)' : ' (not translated)'} (saw ${masq.seen})`);
+    const routed = await fetchPeer(bed, 'routed', CLIENT_IP, CLIENT_HTTP_PORT);
+    must(routed.ok, `routed → ${CLIENT_IP}:${CLIENT_HTTP_PORT} answered${routed.ok ? '' : ` (${routed.err})`}`);
+    must(routed.seen === ROUTED_IP, `the client netns saw the routed container as its own address ${ROUTED_IP} (saw ${routed.seen})`);
 
     const linked = await fetchPeer(bed, 'peer', SRV_IP, bed.containerPort);
     must(linked.ok, `peer → srv:${bed.containerPort} answered (the linked port)${linked.ok ? '' : ` (${linked.err})`}`);

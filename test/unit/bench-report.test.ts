@@ -288,6 +288,66 @@ describe('report of a partial run', () => {
   }, 30_000);
 });
 
+describe('report: ratio rows and targets', () => {
+  /** A data-plane run with every workload a target names, one N or two. */
+  function targetSamples(sample: any, { ebpfFailed = [0, 0, 0], ebpfMasq = [9600, 9700, 9800] } = {}) {
+    const conn = (workload: string, table: Record<string, Record<number, number[]>>) =>
+      samplesOf(sample, 'dataplane', workload, 'conn_per_s', 'connections/s', true, table);
+    return [
+      ...conn('tcp_crr', {
+        nonat: { 1: [1000, 1000, 1000], 1000: [1000, 1000, 1000] },
+        ebpf: { 1: [960, 970, 980], 1000: [900, 940, 910] }, // 0.97× at 1, 0.91× at 1000
+      }),
+      ...conn('crr_two_ports', { ebpf: { 1: [5000, 5000, 5000] }, iptables: { 1: [4000, 4000, 4000] } }),
+      ...samplesOf(sample, 'dataplane', 'crr_two_ports', 'failed', 'requests', false, { ebpf: { 1: ebpfFailed }, iptables: { 1: [0, 0, 0] } }),
+      ...samplesOf(sample, 'dataplane', 'crr_two_ports', 'syn_retrans', 'SYN retransmits', false, { ebpf: { 1: [3, 4, 5] }, iptables: { 1: [10, 12, 14] } }),
+      ...conn('masq_crr', { nonat: { 1: [12000, 12000, 12000] }, ebpf: { 1: ebpfMasq }, iptables: { 1: [9000, 9000, 9000] } }),
+      ...conn('routed_crr', { nonat: { 1: [12000, 12000, 12000] }, ebpf: { 1: [10000, 10000, 10000] }, iptables: { 1: [10000, 10000, 10000] } }),
+    ];
+  }
+
+  it('adds a masq_crr/routed_crr row of ratios of medians, per configuration', () => {
+    const groups = report.aggregate(targetSamples(results.sample));
+    const masq = groups.find((g: any) => g.workload === 'masq_crr' && g.metric === 'conn_per_s');
+    const t = report.table(masq, 3, groups);
+    expect(t.rows).toHaveLength(2);
+    expect(t.rows[1]).toEqual(['masq_crr/routed_crr', '1.00×', '0.97×', '0.90×', '—', '', '', '', '']);
+    expect(t.notes.join(' ')).toContain("masq_crr's median over routed_crr's");
+    // Without the other groups (or routed_crr not measured): no ratio row.
+    expect(report.table(masq, 3).rows).toHaveLength(1);
+  });
+
+  it('states every target met or not met with the numbers, never as an error', async () => {
+    const dir = path.join(tmp, 'targets');
+    writeRun(dir, targetSamples(results.sample, { ebpfFailed: [0, 12, 0], ebpfMasq: [9000, 9000, 9000] }));
+    const out = await report.writeReport(dir);
+    const md: string = out.summary;
+    expect(md.indexOf('## Targets')).toBeGreaterThan(0);
+    expect(md.indexOf('## Targets')).toBeLessThan(md.indexOf('## Data plane'));
+    const line = (workload: string, metric: string, text: string) => md.split('\n').find((l) => l.startsWith(`- ${workload} ${metric}, ${text}`));
+    expect(line('tcp_crr', 'conn_per_s', 'eBPF ≥ 0.95× no-NAT')).toContain('**not met** — N = 1: 0.970× (970 / 1000 connections/s) ✓; N = 1000: 0.910× (910 / 1000 connections/s) ✗');
+    expect(line('crr_two_ports', 'failed', 'eBPF: no failed')).toContain('**not met** — N = 1: 12.0 requests in the worst round (median 0 [0–12.0]) ✗');
+    expect(line('crr_two_ports', 'syn_retrans', 'eBPF: SYN')).toContain('**met** — N = 1: 4.00 vs 12.0 SYN retransmits (iptables) ✓');
+    expect(line('masq_crr', 'conn_per_s', "eBPF ≥ 0.95× eBPF's routed")).toContain('**not met** — N = 1: 0.900× (9000 / 10000 connections/s) ✗');
+    expect(line('masq_crr', 'conn_per_s', 'eBPF ≥ 1.0× the iptables')).toContain('**met** — N = 1: 1.000× (9000 / 9000 connections/s) ✓');
+    expect(md).not.toContain('## Errors');
+  }, 30_000);
+
+  it('says a target was not measured when its figures are missing, and leaves the section out without its workloads', async () => {
+    const { sample } = results;
+    const groups = report.aggregate([
+      ...samplesOf(sample, 'dataplane', 'crr_two_ports', 'failed', 'requests', false, { ebpf: { 1: [0, 0, 0] } }),
+      ...samplesOf(sample, 'dataplane', 'crr_two_ports', 'syn_retrans', 'SYN retransmits', false, { ebpf: { 1: [0, 0, 0] } }),
+    ]);
+    const lines = report.targetsMarkdown(groups).join('\n');
+    expect(lines).toContain('eBPF: no failed request, in any round: **met** — N = 1: 0 requests in each of 3 rounds ✓');
+    expect(lines).toContain("SYN retransmits ≤ the iptables datapath's: not measured — N = 1: no iptables value to compare with");
+    expect(lines).toContain('tcp_crr conn_per_s, eBPF ≥ 0.95× no-NAT at every N (after traffic through another host port of the same container port): not measured — no ebpf tcp_crr conn_per_s sample');
+    const cp = report.aggregate(samplesOf(sample, 'controlplane', 'publish_range', 'ms', 'ms', false, { ebpf: { 1: [4, 5, 6] } }));
+    expect(report.targetsMarkdown(cp)).toEqual([]);
+  });
+});
+
 describe('report.mjs command line', () => {
   it('writes the report, publishes it (replacing the previous one) and prints the README snippet', async () => {
     const { sample } = results;

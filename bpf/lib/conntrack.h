@@ -90,6 +90,8 @@ static __always_inline struct bp_ct_value *bp_ct_lookup(struct bp_packet *p)
 		return ct;
 	if (rv && (rv->tcp_flags & (BP_TCP_SYN | BP_TCP_ACK)) == (BP_TCP_SYN | BP_TCP_ACK)) {
 		ct->tcp_flags = 0;
+		ct->ts_last = 0;
+		ct->seq_end = 0;
 		rv->tcp_flags = 0;
 		return ct;
 	}

@@ -120,9 +120,9 @@ export class Daemon {
         if (frontEndOf(c)) {
           // A front end's endpoint lives in its veth alone (the sandbox is the
           // front end's): one whose veth is gone can carry nothing and is forgotten.
-          const gone = [];
-          for (const ep of c.endpoints) if (!(await getLink(ep.hostIf))) gone.push(ep);
-          if (gone.length === c.endpoints.length) {
+          let alive = 0;
+          for (const ep of c.endpoints) if (await getLink(ep.hostIf)) alive++;
+          if (alive === 0) {
             this.log(`${frontEndOf(c)} endpoint ${c.name}: its veth ${c.endpoints.map((e) => e.hostIf).join(', ')} is gone; forgotten`);
             draft.containers = draft.containers.filter((x) => x !== c);
           }

@@ -500,7 +500,9 @@ export class Daemon {
   async remove(name: string, force: boolean): Promise<void> {
     await this.transact(`rm ${name}`, async (draft, tx) => {
       const c = findContainer(draft, name);
-      checkOwner(`container ${c.name}`, frontEndOf(c), undefined);
+      // rm -f is the operator's way out for an endpoint its front end forgot
+      // (dockerd removed its container while bridgeport was down).
+      if (!force) checkOwner(`container ${c.name}`, frontEndOf(c), undefined);
       const joiners = draft.containers.filter((x) => x.joined === c.name);
       if (joiners.length) {
         throw conflict(`container ${name} is in use by the network namespace of ${joiners.map((x) => x.name).join(', ')}`);

@@ -31,6 +31,11 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
 # The conntrack scenarios drive many short connections with ApacheBench.
 command -v ab >/dev/null || need+=(apache2-utils)
+# The Docker driver scenarios run Debian's dockerd 20.10 in namespaces of
+# their own (never the service the package may start on a systemd host), with
+# an image made from busybox-static: a static binary, as the image has no libc.
+{ [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; } || need+=(docker.io)
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   apt-get update -qq

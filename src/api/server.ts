@@ -46,7 +46,7 @@ export class Router {
   }
 }
 
-async function readBody(req: IncomingMessage): Promise<unknown> {
+export async function readBody(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
   if (!chunks.length) return {};
@@ -76,11 +76,16 @@ async function socketInUse(path: string): Promise<boolean> {
 }
 
 export async function listen(router: Router, socketPath: string): Promise<Server> {
+  return listenUnix(socketPath, (req, res) => void router.handle(req, res));
+}
+
+/** Serves HTTP on a unix socket (mode 0660), refusing one another process still answers on. */
+export async function listenUnix(socketPath: string, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Server> {
   if (await socketInUse(socketPath)) {
     throw new BridgeportError(`start daemon: another daemon is listening on ${socketPath}`, 'conflict');
   }
   await unlink(socketPath).catch(() => undefined);
-  const server = createServer((req, res) => void router.handle(req, res));
+  const server = createServer(handler);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(socketPath, () => resolve());

@@ -98,6 +98,7 @@ export function buildProgram(): Command {
     .option('--conntrack-timeouts <list>', 'eBPF: idle timeouts in seconds, e.g. tcp=21600,tcp-syn=60,tcp-closing=10,tcp-time-wait=60,udp=60,icmp=30', '')
     .option('--conntrack-gc-interval <seconds>', 'eBPF: seconds between conntrack garbage collections', '10')
     .option('--xdp-mode <mode>', 'eBPF: where the deny list runs on the uplinks: native or generic XDP, tc (in the tc program), or auto (tc on a veth, else native XDP falling back to generic)', 'auto')
+    .option('--docker-plugin <path>', 'serve the Docker network driver "bridgeport" on this unix socket ("" turns it off; default /run/docker/plugins/bridgeport.sock)')
     .option('--cleanup', "remove every rule, program, map and sysctl change of this instance (both datapaths) and exit")
     .action(async (flags: DaemonFlags) => runDaemon(flags));
 

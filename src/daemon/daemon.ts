@@ -11,11 +11,11 @@ import type { ApplyChange, Datapath, DatapathModel, DpPort } from '../datapath/d
 import { publishedPorts, toDatapathModel } from '../datapath/model.js';
 import { getLink, ipBatch, listIpv4Addresses, listRoutes } from '../host/iproute.js';
 import { createNetns, deleteNetns, netnsInode } from '../host/netns.js';
-import { createEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
+import { createEndpoint, createUnattachedEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
 import { isRunning, resolveExecutable, startProcess, stopProcess } from '../host/process.js';
 import { hostListeners } from '../host/sockets.js';
 import { type Addressing, allocateAddress, planAddressing, type SubnetInUse } from '../ipam/ipam.js';
-import { broadcast, cidrContainsCidr, cidrsOverlap, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
+import { broadcast, cidrContains, cidrContainsCidr, cidrsOverlap, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
 import { BridgeportError, conflict, invalid, notFound } from '../model/errors.js';
 import { type FirewallRule, formatRule, parseFirewallRule, sameRule } from '../model/firewall.js';
 import { checkInterfaceName, checkName, RESERVED_NETWORKS } from '../model/names.js';
@@ -23,13 +23,22 @@ import {
   bindingsOverlap,
   expandPortSpec,
   formatPortSpec,
+  type ExposedPort,
   type PortBinding,
   PortIndex,
   type PortSpec,
   parseExposedPort,
   parsePortSpec,
 } from '../model/port-spec.js';
-import type { ContainerRecord, EndpointRecord, NetworkRecord, PublishedPort, State } from '../model/state.js';
+import type {
+  ContainerRecord,
+  EndpointOwner,
+  EndpointRecord,
+  NetworkOwner,
+  NetworkRecord,
+  PublishedPort,
+  State,
+} from '../model/state.js';
 import { renderHostsFile } from './hosts-file.js';
 import type { JournalRecord, StateStore } from './state-store.js';
 import { Transaction } from './transaction.js';
@@ -106,8 +115,19 @@ export class Daemon {
         const { created } = await ensureBridge(bridgeSpec(n));
         if (created) tx.onRollback(() => deleteLink(n.bridge));
       }
-      for (const c of draft.containers) {
+      for (const c of [...draft.containers]) {
         if (c.mode !== 'bridge') continue;
+        if (frontEndOf(c)) {
+          // A front end's endpoint lives in its veth alone (the sandbox is the
+          // front end's): one whose veth is gone can carry nothing and is forgotten.
+          let alive = 0;
+          for (const ep of c.endpoints) if (await getLink(ep.hostIf)) alive++;
+          if (alive === 0) {
+            this.log(`${frontEndOf(c)} endpoint ${c.name}: its veth ${c.endpoints.map((e) => e.hostIf).join(', ')} is gone; forgotten`);
+            draft.containers = draft.containers.filter((x) => x !== c);
+          }
+          continue;
+        }
         if ((await netnsInode(c.sandboxKey)) === undefined) {
           this.log(`container ${c.name}: sandbox ${c.sandboxKey} is gone; its endpoints are dropped`);
           c.endpoints = [];
@@ -172,11 +192,15 @@ export class Daemon {
 
   // --- networks -------------------------------------------------------------
 
-  async createNetwork(req: CreateNetworkRequest): Promise<NetworkRecord> {
+  async createNetwork(req: NetworkSpec): Promise<NetworkRecord> {
     const op = `network create ${req.name}`;
     return this.transact(op, async (draft, tx) => {
       const opts = { ...req };
       const options: Record<string, string> = {};
+      const unknown = Object.keys(req.options ?? {}).filter((k) => !NETWORK_OPTIONS.includes(k));
+      if (unknown.length) {
+        throw invalid(`unsupported network option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')} (supported: ${NETWORK_OPTIONS.join(', ')})`);
+      }
       for (const [key, value] of Object.entries(req.options ?? {})) {
         options[key] = value;
         switch (key) {
@@ -193,15 +217,17 @@ export class Daemon {
             opts.hostBindingIp ??= value;
             break;
           case 'com.docker.network.driver.mtu':
+            if (!/^[0-9]+$/.test(value)) throw invalid(`invalid value "${value}" for ${key}: must be a number 68-65535`);
             opts.mtu ??= Number(value);
             break;
-          default:
-            throw invalid(`unsupported network option "${key}"`);
         }
       }
       checkName('network', req.name);
       if ((RESERVED_NETWORKS as readonly string[]).includes(req.name) || draft.networks.some((n) => n.name === req.name)) {
         throw conflict(`network with name ${req.name} already exists`);
+      }
+      if (req.owner && draft.networks.some((n) => n.owner?.frontEnd === req.owner!.frontEnd && n.owner.key === req.owner!.key)) {
+        throw conflict(`${req.owner.frontEnd} network ${req.owner.key} already exists`);
       }
       const id = newId();
       const bridge = opts.bridgeName ?? `br-${id.slice(0, 12)}`;
@@ -217,6 +243,13 @@ export class Daemon {
       const inUse: SubnetInUse[] = draft.networks.map((n) => ({ name: n.name, cidr: parseCidr(n.subnet) }));
       if (!opts.subnet) inUse.push(...(await this.hostSubnets(draft)));
       const a = planAddressing({ subnet: opts.subnet, gateway: opts.gateway, ipRange: opts.ipRange, inUse });
+      const auxAddresses = (req.auxAddresses ?? []).map((text) => {
+        const ip = parseIpv4(text, 'aux address');
+        if (!cidrContains(a.subnet, ip) || ip === a.subnet.network || ip === broadcast(a.subnet)) {
+          throw invalid(`aux address ${text} is not a host address of subnet ${formatCidr(a.subnet)}`);
+        }
+        return formatIpv4(ip);
+      });
 
       const net: NetworkRecord = {
         id,
@@ -232,6 +265,8 @@ export class Daemon {
         hostBindingIp: opts.hostBindingIp,
         isDefault: false,
         options,
+        ...(auxAddresses.length ? { auxAddresses } : {}),
+        ...(req.owner ? { owner: { ...req.owner } } : {}),
         created: now(),
       };
       draft.networks.push(net);
@@ -261,10 +296,12 @@ export class Daemon {
     return out;
   }
 
-  async removeNetwork(name: string): Promise<void> {
+  /** `frontEnd`: the front end asking; a network another front end made is not its to remove. */
+  async removeNetwork(name: string, frontEnd?: FrontEnd): Promise<void> {
     await this.transact(`network rm ${name}`, async (draft, tx) => {
       const net = findNetwork(draft, name);
       if (net.isDefault) throw conflict(`${name} is a pre-defined network and cannot be removed`);
+      checkOwner(`network ${net.name}`, net.owner?.frontEnd, frontEnd);
       const users = draft.containers.filter((c) => c.endpoints.some((e) => e.network === net.name));
       if (users.length) {
         throw conflict(`network ${name} has active endpoints (${users.map((c) => c.name).join(', ')})`);
@@ -334,6 +371,7 @@ export class Daemon {
         c.sandboxKey = target.sandboxKey;
       } else {
         net = findNetwork(draft, netArg);
+        checkOwner(`network ${net.name}`, net.owner?.frontEnd, undefined);
         if (req.ip && net.isDefault) throw invalid('user specified IP address is supported on user defined networks only');
         if (net.internal && (specs.length || c.publishAll)) {
           throw invalid(`network ${net.name} is internal: ports cannot be published`);
@@ -462,6 +500,9 @@ export class Daemon {
   async remove(name: string, force: boolean): Promise<void> {
     await this.transact(`rm ${name}`, async (draft, tx) => {
       const c = findContainer(draft, name);
+      // rm -f is the operator's way out for an endpoint its front end forgot
+      // (dockerd removed its container while bridgeport was down).
+      if (!force) checkOwner(`container ${c.name}`, frontEndOf(c), undefined);
       const joiners = draft.containers.filter((x) => x.joined === c.name);
       if (joiners.length) {
         throw conflict(`container ${name} is in use by the network namespace of ${joiners.map((x) => x.name).join(', ')}`);
@@ -480,6 +521,7 @@ export class Daemon {
   async stop(name: string): Promise<void> {
     await this.transact(`stop ${name}`, async (draft) => {
       const c = findContainer(draft, name);
+      checkOwner(`container ${c.name}`, frontEndOf(c), undefined);
       await stopProcess(c.pid, c.pidStart);
     });
   }
@@ -487,6 +529,7 @@ export class Daemon {
   async connect(network: string, name: string, req: ConnectRequest): Promise<ContainerRecord> {
     return this.transact(`connect ${network} ${name}`, async (draft, tx) => {
       const net = findNetwork(draft, network);
+      checkOwner(`network ${net.name}`, net.owner?.frontEnd, undefined);
       let c = draft.containers.find((x) => x.name === name);
       if (!c) {
         if (!req.netns) throw notFound(`no such container: ${name} (give --netns PATH to attach another runtime's sandbox)`);
@@ -519,6 +562,7 @@ export class Daemon {
       } else if (req.netns) {
         throw conflict(`container ${name} already exists: --netns is only for sandboxes bridgeport does not know yet`);
       }
+      checkOwner(`container ${c.name}`, frontEndOf(c), undefined);
       if (c.mode !== 'bridge') throw invalid(`container ${name} uses the ${c.mode} network mode and cannot be connected to a network`);
       if (c.endpoints.some((e) => e.network === net.name)) {
         throw conflict(`endpoint with name ${name} already exists in network ${net.name}`);
@@ -538,6 +582,7 @@ export class Daemon {
     await this.transact(`disconnect ${network} ${name}`, async (draft, tx) => {
       const net = findNetwork(draft, network);
       const c = findContainer(draft, name);
+      checkOwner(`container ${c.name}`, frontEndOf(c), undefined);
       const index = c.endpoints.findIndex((e) => e.network === net.name);
       if (index < 0) throw notFound(`container ${name} is not connected to network ${network}`);
       const [ep] = c.endpoints.splice(index, 1);
@@ -557,6 +602,7 @@ export class Daemon {
 
   async publish(name: string, req: PublishRequest): Promise<PublishedPort[]> {
     return this.transactPorts(`publish ${name}`, name, async (state, c) => {
+      checkOwner(`container ${c.name}`, frontEndOf(c), undefined);
       const specs = req.ports.map(parsePortSpec);
       const ep = c.endpoints[0];
       if (c.mode !== 'bridge' || !ep) throw invalid(`container ${name} is not on a bridge network: nothing to publish to`);
@@ -590,6 +636,7 @@ export class Daemon {
 
   async unpublish(name: string, req: PublishRequest): Promise<PublishedPort[]> {
     return this.transactPorts(`unpublish ${name}`, name, async (_state, c) => {
+      checkOwner(`container ${c.name}`, frontEndOf(c), undefined);
       const removed = new Set<PublishedPort>();
       for (const text of req.ports) {
         const spec = parsePortSpec(text);
@@ -611,6 +658,90 @@ export class Daemon {
       for (const p of index.on(spec.proto, port)) if (this.portOwner.get(p) === c.name && matchesSpec(p, spec)) out.push(p);
     }
     return out;
+  }
+
+  // --- endpoints of other front ends ---------------------------------------------
+
+  /**
+   * An endpoint whose sandbox is not known yet (dockerd's CreateEndpoint): the
+   * address and MAC come from the front end's IPAM, the veth pair is made in
+   * the daemon's namespace with the container end left beside the bridge for
+   * the front end to move, and its published ports are checked and rendered
+   * like every other's. Recorded as a container of its own, named `name`,
+   * carrying the front end's key.
+   */
+  async addEndpoint(spec: EndpointSpec): Promise<{ container: ContainerRecord; endpoint: EndpointRecord; network: NetworkRecord }> {
+    return this.transact(`create endpoint ${spec.owner.key.slice(0, 12)}`, async (draft, tx) => {
+      const net = findNetwork(draft, spec.network);
+      checkOwner(`network ${net.name}`, net.owner?.frontEnd, spec.owner.frontEnd);
+      checkName('container', spec.name);
+      if (draft.containers.some((c) => c.name === spec.name)) throw conflict(`container name ${spec.name} is already in use`);
+      if (findOwnedEndpoint(draft, spec.owner.frontEnd, spec.owner.key)) throw conflict(`endpoint ${spec.owner.key} already exists`);
+      if (net.internal && spec.ports.length) throw invalid(`network ${net.name} is internal: ports cannot be published`);
+      if ((net.auxAddresses ?? []).includes(spec.ip)) throw conflict(`address ${spec.ip} is an aux address of network ${net.name}`);
+      const mac = spec.mac === undefined ? undefined : parseMac(spec.mac);
+      const ep = this.allocateEndpoint(draft, net, spec.ip, '');
+      ep.sandboxIf = `vc${ep.hostIf.slice('veth'.length)}`;
+      if (mac) ep.mac = mac;
+      ep.owner = { ...spec.owner };
+      const c: ContainerRecord = {
+        id: newId(),
+        name: spec.name,
+        mode: 'bridge',
+        // Known at Join.
+        sandboxKey: '',
+        ownsSandbox: false,
+        joined: undefined,
+        hostname: '',
+        cmd: [],
+        pid: undefined,
+        pidStart: undefined,
+        logPath: undefined,
+        hostsPath: undefined,
+        endpoints: [ep],
+        ports: [],
+        exposed: spec.exposed.map((e) => ({ ...e })),
+        publishAll: false,
+        links: [],
+        created: now(),
+      };
+      c.ports = await this.expandPorts(net, c, spec.ports);
+      draft.containers.push(c);
+      await createUnattachedEndpoint({ bridge: net.bridge, hostIf: ep.hostIf, peerIf: ep.sandboxIf, mac: ep.mac, mtu: net.mtu });
+      tx.onRollback(() => deleteLink(ep.hostIf));
+      return { container: c, endpoint: ep, network: net };
+    });
+  }
+
+  /** The front end put the endpoint's container end into `sandboxKey` (dockerd's Join): recorded for restarts and the reconciler. */
+  async joinEndpoint(frontEnd: FrontEnd, key: string, sandboxKey: string): Promise<{ endpoint: EndpointRecord; network: NetworkRecord }> {
+    return this.transact(`join endpoint ${key.slice(0, 12)}`, async (draft) => {
+      const c = findOwnedEndpoint(draft, frontEnd, key);
+      if (!c) throw notFound(`endpoint ${key} not found`);
+      c.sandboxKey = sandboxKey;
+      const endpoint = c.endpoints[0]!;
+      return { endpoint, network: findNetwork(draft, endpoint.network) };
+    });
+  }
+
+  /** The front end took the container end out of its sandbox again (dockerd's Leave). */
+  async leaveEndpoint(frontEnd: FrontEnd, key: string): Promise<void> {
+    await this.transact(`leave endpoint ${key.slice(0, 12)}`, async (draft) => {
+      const c = findOwnedEndpoint(draft, frontEnd, key);
+      if (!c) throw notFound(`endpoint ${key} not found`);
+      c.sandboxKey = '';
+    });
+  }
+
+  /** Removes an endpoint, its veth pair and its published ports; one already gone is no error (the front end may ask again). */
+  async deleteEndpoint(frontEnd: FrontEnd, key: string): Promise<void> {
+    await this.transact(`delete endpoint ${key.slice(0, 12)}`, async (draft, tx) => {
+      const c = findOwnedEndpoint(draft, frontEnd, key);
+      if (!c) return;
+      draft.containers = draft.containers.filter((x) => x !== c);
+      // Deleting the host side takes the container end with it, wherever it is.
+      for (const ep of c.endpoints) tx.afterCommit(() => deleteLink(ep.hostIf));
+    });
   }
 
   // --- plumbing ---------------------------------------------------------------
@@ -785,6 +916,68 @@ function matchesSpec(p: PublishedPort, spec: PortSpec): boolean {
   if (spec.hostIp !== undefined && spec.hostIp !== p.hostIp) return false;
   if (spec.hostPortStart !== 0 && (p.hostPort < spec.hostPortStart || p.hostPort > spec.hostPortEnd)) return false;
   return true;
+}
+
+/** The front ends besides bridgeport's own API (whose records have no owner). */
+export type FrontEnd = EndpointOwner['frontEnd'];
+
+/** A network and what the core must know of it, as any front end asks for it. */
+export interface NetworkSpec extends CreateNetworkRequest {
+  /** Addresses the front end's IPAM keeps out of use. */
+  auxAddresses?: string[];
+  owner?: NetworkOwner;
+}
+
+/** An endpoint a front end made, addressed by the front end's IPAM, before its sandbox exists. */
+export interface EndpointSpec {
+  /** Network name or ID. */
+  network: string;
+  /** Name of the record that holds it. */
+  name: string;
+  owner: EndpointOwner;
+  ip: string;
+  /** Derived from the address when absent. */
+  mac?: string;
+  ports: PortSpec[];
+  exposed: ExposedPort[];
+}
+
+/** Docker's -o options a network takes. */
+const NETWORK_OPTIONS = [
+  'com.docker.network.bridge.name',
+  'com.docker.network.bridge.enable_icc',
+  'com.docker.network.bridge.enable_ip_masquerade',
+  'com.docker.network.bridge.host_binding_ipv4',
+  'com.docker.network.driver.mtu',
+];
+
+/** The front end whose endpoint a container record holds; undefined for bridgeport's own. */
+export function frontEndOf(c: ContainerRecord): FrontEnd | undefined {
+  return c.endpoints.find((e) => e.owner)?.owner?.frontEnd;
+}
+
+/** Records another front end made are changed only through it, so that its view and bridgeport's never part. */
+function checkOwner(what: string, owner: FrontEnd | undefined, asker: FrontEnd | undefined): void {
+  if (owner === asker) return;
+  if (owner) throw conflict(`${what} is managed by ${owner}: change it through ${owner}`);
+  throw conflict(`${what} is not managed by ${asker}`);
+}
+
+export function findOwnedEndpoint(state: State, frontEnd: FrontEnd, key: string): ContainerRecord | undefined {
+  return state.containers.find((c) => c.endpoints.some((e) => e.owner?.frontEnd === frontEnd && e.owner.key === key));
+}
+
+export function findOwnedNetwork(state: State, frontEnd: FrontEnd, key: string): NetworkRecord | undefined {
+  return state.networks.find((n) => n.owner?.frontEnd === frontEnd && n.owner.key === key);
+}
+
+/** A unicast MAC address, in the lower-case form ip prints. */
+function parseMac(text: string): string {
+  const mac = text.toLowerCase();
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw invalid(`invalid MAC address "${text}"`);
+  if (Number.parseInt(mac.slice(0, 2), 16) & 1) throw invalid(`invalid MAC address "${text}": a multicast address`);
+  if (mac === '00:00:00:00:00:00') throw invalid(`invalid MAC address "${text}"`);
+  return mac;
 }
 
 function parseBool(key: string, value: string): boolean {

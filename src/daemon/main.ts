@@ -12,6 +12,7 @@ import { type DatapathChoice, removeEbpfLeftovers, selectDatapath } from '../dat
 import { defaultRouteInterface, getLink } from '../host/iproute.js';
 import { ephemeralPortRange, writeSysctl } from '../host/sysctl.js';
 import { parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
+import { DEFAULT_PLUGIN_SOCKET, serveDockerPlugin } from '../docker/driver.js';
 import { Metrics, parseMetricsAddr, serveMetrics } from '../metrics/metrics.js';
 import { BridgeportError, invalid, notFound } from '../model/errors.js';
 import { Daemon, findContainer, findNetwork } from './daemon.js';
@@ -38,6 +39,8 @@ export interface DaemonFlags {
   conntrackTimeouts: string;
   conntrackGcInterval: string;
   xdpMode: string;
+  /** Where to serve dockerd's remote driver; undefined: the default path, "" none. */
+  dockerPlugin?: string;
   cleanup?: boolean;
 }
 
@@ -107,6 +110,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   const socket = join(flags.runDir, 'bridgeport.sock');
   const server = await listen(routes(daemon, { reason, socket }), socket);
   log(`bridgeport ${VERSION} listening on unix://${socket}; datapath ${datapath.name} (${reason}); uplinks ${uplinks.join(', ') || 'none'}`);
+  const plugin = await startDockerPlugin(daemon, flags.dockerPlugin, server);
   let metricsServer: Server | undefined;
   if (metricsAddr) {
     const metrics = new Metrics({ datapath, reason, model: () => daemon.model() });
@@ -114,7 +118,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
     metricsServer = await serveMetrics(metrics, metricsAddr, log);
     log(`metrics on http://${flags.metricsAddr}/metrics`);
   }
-  await waitForSignal(server);
+  await waitForSignal([server, ...(plugin ? [plugin] : [])]);
   metricsServer?.close();
   metricsServer?.closeAllConnections();
   datapath.close?.();
@@ -142,12 +146,38 @@ function parseXdpMode(text: string): XdpMode {
   throw invalid(`invalid --xdp-mode "${text}": use ${XDP_MODES.join(', ')}`);
 }
 
-async function waitForSignal(server: Server): Promise<void> {
+/**
+ * The Docker driver beside the API. Another daemon serving the default path
+ * (several instances on one host) leaves this one without the driver, said in
+ * the log; a path given explicitly must be served or the start fails.
+ */
+async function startDockerPlugin(daemon: Daemon, path: string | undefined, api: Server): Promise<Server | undefined> {
+  if (path === '') return undefined;
+  try {
+    const server = await serveDockerPlugin(daemon, path ?? DEFAULT_PLUGIN_SOCKET, log);
+    log(`docker network driver "bridgeport" on unix://${path ?? DEFAULT_PLUGIN_SOCKET}`);
+    return server;
+  } catch (err) {
+    if (path === undefined && err instanceof BridgeportError && err.kind === 'conflict') {
+      log(`docker network driver not served: ${err.message} (give --docker-plugin PATH, or "" to say none)`);
+      return undefined;
+    }
+    api.close();
+    throw new BridgeportError(`start daemon: --docker-plugin ${path ?? DEFAULT_PLUGIN_SOCKET}: ${err instanceof Error ? err.message : String(err)}`, 'internal', { cause: err });
+  }
+}
+
+async function waitForSignal(servers: Server[]): Promise<void> {
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
       log(`${sig}: shutting down; containers and rules stay in place`);
-      server.close(() => resolve());
-      server.closeAllConnections();
+      let open = servers.length;
+      for (const server of servers) {
+        server.close(() => {
+          if (--open === 0) resolve();
+        });
+        server.closeAllConnections();
+      }
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

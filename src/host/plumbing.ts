@@ -75,3 +75,32 @@ export async function nextSandboxInterface(sandbox: string, reserved: readonly s
   const names = new Set([...(await listLinks(sandbox)).map((l) => l.ifname), ...reserved]);
   for (let i = 0; ; i++) if (!names.has(`eth${i}`)) return `eth${i}`;
 }
+
+export interface UnattachedEndpointSpec {
+  bridge: string;
+  hostIf: string;
+  /** The container end, left in the daemon's namespace for another runtime to move into its sandbox. */
+  peerIf: string;
+  mac: string;
+  mtu: number;
+}
+
+/**
+ * A veth pair for a sandbox that does not exist yet (dockerd's CreateEndpoint):
+ * the host side on the bridge (hairpin on, up), the container end beside it,
+ * down, with its MAC and MTU already set: dockerd moves it, renames it and
+ * sets addresses and routes, but never the MTU.
+ */
+export async function createUnattachedEndpoint(e: UnattachedEndpointSpec): Promise<void> {
+  await ipBatch([`link add name ${e.hostIf} mtu ${e.mtu} type veth peer name ${e.peerIf} mtu ${e.mtu} address ${e.mac}`]);
+  try {
+    await ipBatch([
+      `link set dev ${e.hostIf} master ${e.bridge}`,
+      `link set dev ${e.hostIf} type bridge_slave hairpin on`,
+      `link set dev ${e.hostIf} up`,
+    ]);
+  } catch (err) {
+    await deleteLink(e.hostIf).catch(() => undefined);
+    throw err;
+  }
+}

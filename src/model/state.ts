@@ -24,7 +24,31 @@ export interface NetworkRecord {
   /** The default network ("bridge"), made from the daemon's --bip/--fixed-cidr/--mtu/--icc. */
   isDefault: boolean;
   options: Record<string, string>;
+  /** Addresses the network's IPAM keeps out of use (Docker's --aux-address); absent when none. */
+  auxAddresses?: string[];
+  /** The front end that made the network and its key; absent for bridgeport's own API. */
+  owner?: NetworkOwner;
   created: string;
+}
+
+/**
+ * Which front end made a record, and the key it names it by. Kept in the
+ * state so that a restarted daemon answers the front end's later calls
+ * (dockerd never replays CreateNetwork or Join) and a reconciler can find
+ * what the owner forgot.
+ */
+export interface NetworkOwner {
+  frontEnd: 'docker';
+  /** Docker's network ID. */
+  key: string;
+}
+
+export interface EndpointOwner {
+  frontEnd: 'docker';
+  /** Docker's endpoint ID. */
+  key: string;
+  /** Docker's network ID. */
+  network: string;
 }
 
 export interface EndpointRecord {
@@ -35,8 +59,15 @@ export interface EndpointRecord {
   mac: string;
   /** Host side of the veth pair, enslaved to the network's bridge. */
   hostIf: string;
-  /** Name inside the sandbox: eth0, eth1, … in connection order. */
+  /**
+   * Name inside the sandbox: eth0, eth1, … in connection order. For an
+   * endpoint whose sandbox was not known when it was made (Docker's), the
+   * name of the container end in the daemon's namespace, which the front end
+   * moves into the sandbox itself.
+   */
   sandboxIf: string;
+  /** The front end that made the endpoint and its key; absent for bridgeport's own API. */
+  owner?: EndpointOwner;
 }
 
 export type NetworkMode = 'bridge' | 'host' | 'none' | 'container';

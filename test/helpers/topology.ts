@@ -30,8 +30,12 @@ export interface Topology {
   workDir: string;
   inHost(cmd: string, args: string[], opts?: RunOptions): Promise<CommandResult>;
   inClient(cmd: string, args: string[], opts?: RunOptions): Promise<CommandResult>;
-  /** `dropCaps` (e.g. ['bpf', 'sys_admin']) runs the daemon without those capabilities. */
-  startDaemon(opts: { datapath: string; args?: string[]; dropCaps?: string[] }): Promise<DaemonHandle>;
+  /**
+   * `dropCaps` (e.g. ['bpf', 'sys_admin']) runs the daemon without those capabilities.
+   * `enter` is the argv prefix that puts the daemon and its CLI into their
+   * namespaces (default: `nsenter --net=HOST_NS --`), e.g. a mount namespace too.
+   */
+  startDaemon(opts: { datapath: string; args?: string[]; dropCaps?: string[]; enter?: readonly string[] }): Promise<DaemonHandle>;
   cleanup(): Promise<void>;
 }
 
@@ -196,6 +200,7 @@ class Daemon implements DaemonHandle {
     private datapath: string,
     private args: string[],
     private dropCaps: string[] = [],
+    private readonly enter?: readonly string[],
   ) {
     this.stateDir = path.join(topo.workDir, 'state');
     this.runDir = path.join(topo.workDir, 'run');
@@ -232,12 +237,15 @@ class Daemon implements DaemonHandle {
       UPLINK,
       '--metrics-addr',
       '',
+      // Not the host's /run/docker/plugins: a test that wants the driver says where.
+      '--docker-plugin',
+      '',
       ...this.args,
     ];
     const drop = this.dropCaps.map((c) => `-${c}`).join(',');
     const argv = this.dropCaps.length
-      ? nsenterArgv(this.topo.hostNsPath, 'setpriv', [`--bounding-set=${drop}`, `--inh-caps=${drop}`, process.execPath, ...daemonArgs])
-      : nsenterArgv(this.topo.hostNsPath, process.execPath, daemonArgs);
+      ? this.inNs('setpriv', [`--bounding-set=${drop}`, `--inh-caps=${drop}`, process.execPath, ...daemonArgs])
+      : this.inNs(process.execPath, daemonArgs);
     this.appendLog(`### ${new Date().toISOString()} start: ${argv.join(' ')}\n`);
     this.exitDescription = undefined;
     const proc = execa(argv[0]!, argv.slice(1), {
@@ -291,7 +299,11 @@ class Daemon implements DaemonHandle {
 
   cli(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
     const cliArgs = [BRIDGEPORT_BIN, '-H', `unix://${this.socket}`, ...args];
-    return runCommand(nsenterArgv(this.topo.hostNsPath, process.execPath, cliArgs), opts);
+    return runCommand(this.inNs(process.execPath, cliArgs), opts);
+  }
+
+  private inNs(cmd: string, args: readonly string[]): string[] {
+    return this.enter ? [...this.enter, cmd, ...args] : nsenterArgv(this.topo.hostNsPath, cmd, args);
   }
 
   async cliJson<T = unknown>(args: string[]): Promise<T> {
@@ -398,8 +410,8 @@ class TopologyImpl implements Topology {
     }
   }
 
-  async startDaemon(opts: { datapath: string; args?: string[]; dropCaps?: string[] }): Promise<DaemonHandle> {
-    const daemon = new Daemon(this, opts.datapath, opts.args ?? [], opts.dropCaps ?? []);
+  async startDaemon(opts: { datapath: string; args?: string[]; dropCaps?: string[]; enter?: readonly string[] }): Promise<DaemonHandle> {
+    const daemon = new Daemon(this, opts.datapath, opts.args ?? [], opts.dropCaps ?? [], opts.enter);
     // Tracked before start so cleanup also reaps a daemon that never became ready.
     this.daemons.push(daemon);
     await daemon.start();

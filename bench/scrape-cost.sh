@@ -42,7 +42,7 @@ for dp in ebpf iptables; do
   ip -n "$ns" link set uplink0 up
   ip -n "$ns" link set peer0 up
   mkdir -p "$work/$ns/state" "$work/$ns/run"
-  nsenter --net="/var/run/netns/$ns" -- "$repo/bin/bridgeport" daemon --datapath "$dp" --uplink uplink0 \
+  nsenter --net="/var/run/netns/$ns" -- "$repo/bin/bridgeport" daemon --datapath "$dp" --uplink uplink0 --docker-plugin '' \
     --state-dir "$work/$ns/state" --run-dir "$work/$ns/run" --metrics-addr 127.0.0.1:9477 >"$work/$ns.log" 2>&1 &
   pids+=($!)
   bp() { nsenter --net="/var/run/netns/$ns" -- "$repo/bin/bridgeport" -H "unix://$work/$ns/run/bridgeport.sock" "$@"; }

@@ -63,7 +63,8 @@ step "bridgeport daemon (inside the host netns)"
 mkdir -p "$work/state" "$work/run"
 # nsenter itself (not the in_host function, which would fork a subshell) so that
 # $! is the daemon's pid: nsenter execs it.
-nsenter --net="$hostns" -- "$repo/bin/bridgeport" daemon --datapath auto --uplink uplink0 \
+# --docker-plugin '': the demo leaves the host's /run/docker/plugins alone.
+nsenter --net="$hostns" -- "$repo/bin/bridgeport" daemon --datapath auto --uplink uplink0 --docker-plugin '' \
   --state-dir "$work/state" --run-dir "$work/run" --metrics-addr 127.0.0.1:9477 >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do

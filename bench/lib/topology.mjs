@@ -94,6 +94,9 @@ export function daemonArgv(bed, metricsAddr, extra = []) {
     bed.runDir,
     '--metrics-addr',
     metricsAddr,
+    // No Docker driver socket: the host's /run/docker/plugins is not the bench's to touch.
+    '--docker-plugin',
+    '',
     ...extra,
   ]);
 }

@@ -234,8 +234,9 @@ __noinline int bp_ct_claim(struct bp_ct_key *rkey, struct bp_ct_value *reply, st
 {
 	if (!rkey || !reply || !syn)
 		return 1;
-	if (bpf_map_update_elem(&bp_ct, rkey, reply, BPF_NOEXIST) == 0)
-		return 0;
+	/* Look before writing: an LRU map takes a free node (evicting an entry when
+	 * the table is full) before it finds the key exists, so a failing
+	 * BPF_NOEXIST write still costs an eviction. */
 	struct bp_ct_value *old = bpf_map_lookup_elem(&bp_ct, rkey);
 	if (!old)
 		return bpf_map_update_elem(&bp_ct, rkey, reply, BPF_NOEXIST) ? 1 : 0;

@@ -174,6 +174,7 @@ describePriv.each(DATAPATHS)('datapath behaviour (%s)', (datapath) => {
     expect(left).toBe(baseline);
     const gc = ((await d.cliJson(['status', '--json'])) as any).DatapathInfo.conntrackGc;
     expect(gc.deleted).toBeGreaterThanOrEqual(6);
+    expect(gc.last).toMatchObject({ entries: expect.any(Number), ms: expect.any(Number) });
   });
 });
 

@@ -342,19 +342,6 @@ export function encodeCtValue(v: CtValue): Buffer {
   return b;
 }
 
-/** The tuple of the other direction of a flow, after this entry's rewrite (bp_ct_reverse in C). */
-export function ctReverse(k: CtKey, v: CtValue): CtKey {
-  const snat = (v.flags & CT_SNAT) !== 0;
-  const dnat = (v.flags & CT_DNAT) !== 0;
-  return {
-    saddr: dnat ? v.newDaddr : k.daddr,
-    daddr: snat ? v.newSaddr : k.saddr,
-    sport: dnat ? v.newDport : k.dport,
-    dport: snat ? v.newSport : k.sport,
-    proto: k.proto,
-  };
-}
-
 export interface FirewallKey {
   /** Source CIDR. */
   addr: string;

@@ -14,15 +14,12 @@ import {
   DIR_IN,
   DIR_OUT,
   DROP_REASONS,
-  decodeCtKey,
-  decodeCtValue,
   decodeEpoch,
   decodeMeta,
   decodePortStatsKey,
   decodePublishedKey,
   decodePublishedValue,
   decodeStatsKey,
-  encodeCtKey,
   encodeEpoch,
   encodeMeta,
   encodePublishedKey,
@@ -35,7 +32,7 @@ import {
   XDP_DROP,
   XDP_PASS,
 } from './abi.js';
-import { type ConntrackTimeouts, type CtEntry, DEFAULT_TIMEOUTS, expiredEntries } from './conntrack-gc.js';
+import { type ConntrackTimeouts, CtTable, DEFAULT_TIMEOUTS, expiredEntries } from './conntrack-gc.js';
 import {
   attachTc,
   attachXdp,
@@ -71,6 +68,9 @@ const PROGRAMS = {
   recvmsg4: { object: 'sock', program: 'bp_recvmsg4' },
 } as const;
 type ProgramName = keyof typeof PROGRAMS;
+
+/** Entries per bpf_map_lookup_batch call when the conntrack table is read. */
+const CT_DUMP_CHUNK = 4096;
 
 /** `--xdp-mode`: where the uplinks' deny-list prefilter runs. */
 export type XdpMode = 'auto' | 'native' | 'generic' | 'tc';
@@ -128,7 +128,11 @@ export class EbpfDatapath implements Datapath {
   /** "ifindex/direction" → program id of the tc filters this process attached (saves a netlink query per apply). */
   private readonly tcAttached = new Map<string, number>();
   private gcRuns = 0;
+  /** Where ctTable() reads the conntrack table to, kept between walks. */
+  private ctBuffers: { keys: Buffer; values: Buffer } | undefined;
   private gcDeleted = 0;
+  /** The last walk: entries read, deleted, how long it took (ms) and the daemon's CPU time meanwhile (ms). */
+  private gcLast: { entries: number; deleted: number; ms: number; cpuMs: number } | undefined;
 
   constructor(private readonly opts: EbpfOptions) {
     this.bpfDir = opts.bpfDir ?? join(opts.runDir, 'bpf');
@@ -503,10 +507,22 @@ export class EbpfDatapath implements Datapath {
 
   // --- conntrack ------------------------------------------------------------------
 
-  private ctEntries(): CtEntry[] {
-    const out: CtEntry[] = [];
-    for (const [k, v] of this.map('bp_ct').dump()) out.push({ key: decodeCtKey(k), value: decodeCtValue(v), id: k.toString('hex') });
-    return out;
+  /**
+   * The conntrack table, read into buffers kept for the next walk (16 MB at
+   * the default 262 144 entries): fresh ones every GC period would cost page
+   * faults on every page each time.
+   */
+  private ctTable(): CtTable {
+    const map = this.map('bp_ct');
+    const room = map.maxEntries + CT_DUMP_CHUNK;
+    this.ctBuffers ??= { keys: Buffer.alloc(room * map.keySize), values: Buffer.alloc(room * map.valueSize) };
+    const count = map.dumpInto(this.ctBuffers.keys, this.ctBuffers.values, CT_DUMP_CHUNK);
+    return new CtTable(this.ctBuffers.keys, this.ctBuffers.values, count);
+  }
+
+  /** Deletes the table's entries `indices`. */
+  private deleteCt(table: CtTable, indices: number[]): void {
+    if (indices.length) this.map('bp_ct').deleteBatch(indices.map((i) => table.key(i)));
   }
 
   /** Whether a flow's original destination is a published port (the keys bp_published holds, as mirrored). */
@@ -519,19 +535,24 @@ export class EbpfDatapath implements Datapath {
 
   /** Drops flows of ports that are no longer published, at once rather than at the next GC. */
   private flushUnpublished(): void {
-    const ids = expiredEntries(this.ctEntries(), 0n, { tcp: 1e12, tcpSyn: 1e12, tcpClosing: 1e12, tcpTimeWait: 1e12, udp: 1e12, icmp: 1e12, other: 1e12 }, (k) => encodeCtKey(k).toString('hex'), this.isPublished);
-    if (ids.length) this.map('bp_ct').deleteBatch(ids.map((id) => Buffer.from(id, 'hex')));
+    const table = this.ctTable();
+    const never = { tcp: 1e12, tcpSyn: 1e12, tcpClosing: 1e12, tcpTimeWait: 1e12, udp: 1e12, icmp: 1e12, other: 1e12 };
+    this.deleteCt(table, expiredEntries(table, 0n, never, this.isPublished));
   }
 
   /** Expires idle flows; runs on a timer. */
   collectGarbage(): number {
     try {
       const now = process.hrtime.bigint();
-      const ids = expiredEntries(this.ctEntries(), now, this.opts.timeouts ?? DEFAULT_TIMEOUTS, (k) => encodeCtKey(k).toString('hex'), this.isPublished);
-      if (ids.length) this.map('bp_ct').deleteBatch(ids.map((id) => Buffer.from(id, 'hex')));
+      const cpu = process.cpuUsage();
+      const table = this.ctTable();
+      const expired = expiredEntries(table, now, this.opts.timeouts ?? DEFAULT_TIMEOUTS, this.isPublished);
+      this.deleteCt(table, expired);
+      const used = process.cpuUsage(cpu);
       this.gcRuns++;
-      this.gcDeleted += ids.length;
-      return ids.length;
+      this.gcDeleted += expired.length;
+      this.gcLast = { entries: table.count, deleted: expired.length, ms: Number(process.hrtime.bigint() - now) / 1e6, cpuMs: (used.user + used.system) / 1e3 };
+      return expired.length;
     } catch (err) {
       this.opts.log(`conntrack gc: ${String(err)}`);
       return 0;
@@ -556,7 +577,7 @@ export class EbpfDatapath implements Datapath {
         (k) => decodePublishedKey(Buffer.from(k, 'hex')).hostPort > 0,
       ).length,
       conntrackEntries: count('bp_ct'),
-      conntrackGc: { runs: this.gcRuns, deleted: this.gcDeleted },
+      conntrackGc: { runs: this.gcRuns, deleted: this.gcDeleted, last: this.gcLast },
       drops,
       snatPorts: `${this.opts.snatPorts.low}-${this.opts.snatPorts.high}`,
     };
@@ -619,14 +640,14 @@ export class EbpfDatapath implements Datapath {
 
     const conntrack = { published: 0, masquerade: 0, other: 0 };
     const natPorts = new Map<string, number>();
-    let ctEntries = 0;
-    for (const e of this.ctEntries()) {
-      ctEntries++;
-      if (e.value.flags & CT_REPLY) continue;
-      if (e.value.flags & CT_PUBLISHED) conntrack.published++;
-      else if (e.value.flags & CT_MASQUERADE) {
+    const ct = this.ctTable();
+    for (let i = 0; i < ct.count; i++) {
+      const flags = ct.flags(i);
+      if (flags & CT_REPLY) continue;
+      if (flags & CT_PUBLISHED) conntrack.published++;
+      else if (flags & CT_MASQUERADE) {
         conntrack.masquerade++;
-        const bridge = this.bridgeOfIp.get(e.key.saddr);
+        const bridge = this.bridgeOfIp.get(ct.saddr(i));
         if (bridge) natPorts.set(bridge, (natPorts.get(bridge) ?? 0) + 1);
       } else conntrack.other++;
     }
@@ -635,7 +656,7 @@ export class EbpfDatapath implements Datapath {
     for (const [name, m] of [...this.maps].sort(([a], [b]) => a.localeCompare(b))) {
       let entries: number;
       if (m.type === MAP_TYPE.ARRAY || m.type === MAP_TYPE.PERCPU_ARRAY) entries = m.maxEntries;
-      else if (name === 'bp_ct') entries = ctEntries;
+      else if (name === 'bp_ct') entries = ct.count;
       else if (this.mirror.has(name)) entries = this.mirror.get(name)!.size;
       else entries = countKeys(m);
       maps.push({ name, entries, capacity: m.maxEntries });

@@ -375,6 +375,54 @@ export class BpfMap {
     }
   }
 
+  /**
+   * Reads every entry into `keys` and `values` (room for maxEntries + chunk
+   * entries: a batch may end past the last), in batches of `chunk`; returns
+   * how many. The buffers can be kept and reused: a large walk then touches
+   * no new memory.
+   */
+  dumpInto(keys: Buffer, values: Buffer, chunk = 4096): number {
+    const valueLen = this.valueBuffer().length;
+    if (keys.length < this.keySize * (this.maxEntries + chunk) || values.length < valueLen * (this.maxEntries + chunk)) {
+      throw new Error(`map ${this.name}: dump buffers hold fewer than ${this.maxEntries + chunk} entries`);
+    }
+    const token = Buffer.alloc(Math.max(this.keySize, 8));
+    const next = Buffer.alloc(token.length);
+    let total = 0;
+    const walk = (): number => {
+      let n = 0;
+      for (const [k, v] of this.entries()) {
+        if (n >= this.maxEntries) break;
+        k.copy(keys, n * this.keySize);
+        v.copy(values, n * valueLen);
+        n++;
+      }
+      return n;
+    };
+    for (let first = true; ; first = false) {
+      const count = [chunk];
+      const rc = libbpf().bpf_map_lookup_batch(
+        this.fd,
+        first ? null : token,
+        next,
+        keys.subarray(total * this.keySize),
+        values.subarray(total * valueLen),
+        count,
+        batchOpts(),
+      ) as number;
+      if (rc < 0 && rc !== -constants.ENOENT) {
+        if (first && batchUnsupported(rc)) return walk();
+        // A hash bucket larger than the chunk: walk instead.
+        if (rc === -constants.ENOSPC) return walk();
+        check('bpf_map_lookup_batch', rc, this.name);
+      }
+      // Entries added while the walk goes on can push a batch past maxEntries: the rest waits for the next walk.
+      total = Math.min(total + (count[0] ?? 0), this.maxEntries);
+      if (rc === -constants.ENOENT || total >= this.maxEntries) return total;
+      next.copy(token);
+    }
+  }
+
   /** Writes many entries in one syscall where the map type supports it. */
   updateBatch(keys: Buffer[], values: Buffer[]): void {
     if (keys.length !== values.length) throw new Error(`map ${this.name}: ${keys.length} keys for ${values.length} values`);

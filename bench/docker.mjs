@@ -166,7 +166,7 @@ const wrkArgs = (seconds, url) => ['-t', String(WRK_THREADS), '-c', String(WRK_C
 
 async function httpServer(bed, ctx, where, port) {
   const proc = bed.spawn(where, ctx.httpd, [String(port), String(HTTPD_WORKERS)]);
-  await bed.waitListening(where, port, proc);
+  await bed.waitListening(where, 'tcp', port, proc);
   return proc;
 }
 
@@ -202,7 +202,7 @@ const WORKLOADS = {
     async run(bed, ctx) {
       const server = bed.spawn('web', 'iperf3', ['-s', '-1', '-p', String(IPERF_PORT)]);
       try {
-        await bed.waitListening('web', IPERF_PORT, server);
+        await bed.waitListening('web', 'tcp', IPERF_PORT, server);
         const args = ['-c', HOST_IP, '-p', String(IPERF_PORT), '-t', String(ctx.duration), '--json', '--connect-timeout', '3000'];
         const c0 = cpuTimes();
         const r = await bed.exec('client', 'iperf3', args, { timeoutMs: (ctx.duration + 30) * 1000 });
@@ -581,6 +581,8 @@ async function main() {
     return 2;
   }
   const started = new Date().toISOString();
+  // The commit the run started on (the checkout may move while it runs).
+  const host = machine(REPO);
   const dir = path.join(opts.out, `${started.replace(/[:.]/g, '-')}-docker`);
   mkdirSync(dir, { recursive: true });
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'bpdb-'));
@@ -615,7 +617,7 @@ async function main() {
     tries: opts.tries,
     duration: opts.duration,
     configs: opts.configs,
-    machine: machine(REPO),
+    machine: host,
     dockerVersion,
     errors,
     samples,

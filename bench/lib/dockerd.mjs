@@ -19,7 +19,7 @@
 import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { CLIENT_IF, CLIENT_IP, NETNS_DIR, UPLINK, nsArgv, run, sleep } from './topology.mjs';
+import { CLIENT_IF, CLIENT_IP, Child, NETNS_DIR, NamespaceProcesses, UPLINK, nsArgv, run, sleep } from './topology.mjs';
 
 export const DOCKERD = '/usr/sbin/dockerd';
 export const DOCKER = '/usr/bin/docker';
@@ -124,29 +124,14 @@ const killAll = (pids) => {
   }
 };
 
-/** A child process; not a thenable (an execa subprocess is one). */
-class Child {
-  constructor(sub, what) {
-    this.sub = sub;
-    this.what = what;
-    this.running = true;
-    this.done = sub.then(
-      (r) => r,
-      (e) => ({ exitCode: 128, stdout: '', stderr: String(e?.message ?? e) }),
-    );
-    this.done.then(() => {
-      this.running = false;
-    });
-  }
-}
-
 /**
  * One configuration: its namespaces, dockerd (and bridgeport daemon), the
  * network "bench". tearDown() removes everything setUp() made, at any point
  * of it, and keeps going after an error.
  */
-export class DockerBed {
+export class DockerBed extends NamespaceProcesses {
   constructor({ config, runId, workDir, repo, log }) {
+    super();
     if (!SHORT[config]) throw new Error(`unknown configuration ${config} (known: ${DOCKER_CONFIGS.join(', ')})`);
     this.config = config;
     this.repo = repo;
@@ -157,7 +142,6 @@ export class DockerBed {
     this.ns = { host: `${this.base}-h`, client: `${this.base}-c` };
     this.paths = { host: path.join(NETNS_DIR, this.ns.host), client: path.join(NETNS_DIR, this.ns.client) };
     this.made = [];
-    this.procs = new Set();
     this.bridgeport = config === 'ebpf' || config === 'iptables';
     this.cgroupParent = this.base;
     this.sock = path.join(this.dir, 'docker.sock');
@@ -307,48 +291,11 @@ export class DockerBed {
   }
 
   /** Network namespace file of 'host', 'client' or a container by name. */
-  netnsOf(where) {
+  pathOf(where) {
     if (this.paths[where]) return this.paths[where];
     const pid = this.pids.get(where);
     if (!pid) throw new Error(`${this.config}: no namespace ${where}`);
     return `/proc/${pid}/ns/net`;
-  }
-
-  exec(where, cmd, args, opts) {
-    return run(nsArgv(this.netnsOf(where), cmd, args), opts);
-  }
-
-  /** A long-running process in one of the namespaces; stop() or tearDown() ends it. */
-  spawn(where, cmd, args) {
-    const argv = nsArgv(this.netnsOf(where), cmd, args);
-    const child = new Child(execa(argv[0], argv.slice(1), { reject: false, stdin: 'ignore', buffer: true, maxBuffer: 16 * 1024 * 1024 }), argv.slice(3).join(' '));
-    this.procs.add(child);
-    child.done.then(() => this.procs.delete(child));
-    return child;
-  }
-
-  async stop(child, graceMs = 3_000) {
-    if (!child) return;
-    if (child.running) {
-      child.sub.kill('SIGTERM');
-      const done = await Promise.race([child.done.then(() => true), sleep(graceMs).then(() => false)]);
-      if (!done) child.sub.kill('SIGKILL');
-    }
-    await child.done;
-  }
-
-  async waitListening(where, port, child, timeoutMs = 10_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (child && !child.running) {
-        const r = await child.done;
-        throw new Error(`${child.what} ended before listening: ${(r.stderr || r.stdout || `exit ${r.exitCode}`).toString().slice(-500)}`);
-      }
-      const r = await this.exec(where, 'ss', ['-H', '-ltn', `sport = :${port}`]);
-      if (r.stdout.trim()) return;
-      if (Date.now() > deadline) throw new Error(`nothing listening on tcp/${port} in ${where} after ${timeoutMs} ms`);
-      await sleep(20);
-    }
   }
 
   async tearDown() {

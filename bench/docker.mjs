@@ -424,7 +424,7 @@ export async function runSuite({ rounds, containers, parallel, tries, duration, 
 const TABLES = [
   ['run_latency', 'first_answer_ms', '`docker run -d -p P:80` → first HTTP answer at the client'],
   ['run_latency', 'docker_run_ms', '`docker run -d -p P:80` until the command returns'],
-  ['create_idle', 'ms_per_container', '`docker run -d` of idle containers, several at a time, up to the larger N: wall time over containers'],
+  ['create_idle', 'ms_per_container', '`docker run -d` of the idle containers up to the larger N (web and peer count), the configurations in turn, `--parallel` at a time: wall time over containers'],
   ['create_idle', 'total_s', 'all the idle containers (wall time)'],
   ['pub_crr', 'conn_per_s', 'connections through the published port'],
   ['pub_crr', 'p99_ms', 'connections through the published port'],
@@ -458,7 +458,7 @@ function targets(byKey) {
       const ratio = o === 0 ? (e === 0 ? 1 : Number.POSITIVE_INFINITY) : e / o;
       const met = higher ? ratio >= want : ratio <= want;
       ok &&= met;
-      parts.push(`vs ${d}: ${ratio.toFixed(2)}× (${fmt(e)} / ${fmt(o)}) ${met ? '✓' : '✗'}`);
+      parts.push(`vs ${d}: ${ratio.toFixed(3)}× (${fmt(e)} / ${fmt(o)}) ${met ? '✓' : '✗'}`);
     }
     lines.push(`- ${label}: ${any ? (ok ? '**met**' : '**not met**') : 'not measured'}${parts.length ? ` — ${parts.join('; ')}` : ''}`);
   };

@@ -316,7 +316,16 @@ export class DockerBed extends NamespaceProcesses {
       });
       await step('docker network rm', async () => {
         const nets = (await this.docker(['network', 'ls', '-q', '--filter', `name=^${NET}$`], { must: false })).stdout.split('\n').filter(Boolean);
-        if (nets.length) await this.docker(['network', 'rm', ...nets]);
+        if (!nets.length) return;
+        // After `rm -f` of a hundred containers dockerd may still hold some of their endpoints for a while.
+        for (let i = 0; ; i++) {
+          const r = await this.docker(['network', 'rm', ...nets], { must: i === 20 });
+          if (r.exitCode === 0 || !/active endpoints/.test(r.stderr)) {
+            if (r.exitCode !== 0) throw new Error(`docker network rm: ${r.stderr.trim()}`);
+            return;
+          }
+          await sleep(500);
+        }
       });
       await step('stop dockerd', () => this.stop(this.dockerd, 20_000));
     }

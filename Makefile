@@ -2,7 +2,7 @@
 # Both install what is missing first (apt packages, npm packages) and build.
 SHELL := /bin/bash
 
-.PHONY: all deps build bpf demo test test-unit test-priv lint clean bench bench-quick
+.PHONY: all deps build bpf demo demo-docker test test-unit test-priv lint clean bench bench-quick bench-docker bench-docker-quick
 
 # BPF C: one object per attach point (bpf/*.c), plus small programs the tests
 # load (test/bpf/progs/*.c). -Werror: a warning in the datapath is a bug.
@@ -35,6 +35,10 @@ bpf/obj/test/%.o: test/bpf/progs/%.c $(BPF_HDR)
 demo: build
 	scripts/demo.sh
 
+# The same story through a real dockerd (Debian's docker.io) with bridgeport as its network driver.
+demo-docker: build
+	scripts/demo-docker.sh
+
 test: build
 	npx vitest run
 
@@ -53,6 +57,16 @@ bench: build
 bench-quick: build
 	@scripts/install-bench-deps.sh
 	node bench/run.mjs --quick
+
+# bridgeport's Docker driver against Docker's own bridge driver, the same dockerd
+# (bench/docker.mjs); results in bench/results/<UTC time>-docker/.
+bench-docker: build
+	@scripts/install-bench-deps.sh
+	node bench/docker.mjs
+
+bench-docker-quick: build
+	@scripts/install-bench-deps.sh
+	node bench/docker.mjs --quick
 
 lint: deps
 	npx biome lint src test

@@ -201,13 +201,65 @@ export function newRunId() {
 }
 
 /**
+ * Processes in a bed's network namespaces: commands run to their end, and
+ * servers (Child) that stop() or the bed's tearDown() ends. A subclass says
+ * where a namespace is: pathOf(where) → its file.
+ */
+export class NamespaceProcesses {
+  constructor() {
+    this.procs = new Set(); // servers spawn() started (Child)
+  }
+
+  /** Runs a command in one of the bed's namespaces (pathOf(where) names its file). */
+  exec(where, cmd, args, opts) {
+    return run(nsArgv(this.pathOf(where), cmd, args), opts);
+  }
+
+  /** Starts a long-running process in one of the namespaces; tearDown() ends it. */
+  spawn(where, cmd, args) {
+    const argv = nsArgv(this.pathOf(where), cmd, args);
+    const child = new Child(execa(argv[0], argv.slice(1), { reject: false, stdin: 'ignore', buffer: true, maxBuffer: 16 * 1024 * 1024 }), argv.slice(3).join(' '));
+    this.procs.add(child);
+    child.done.then(() => this.procs.delete(child));
+    return child;
+  }
+
+  /** Ends a Child: SIGTERM, then SIGKILL after graceMs. */
+  async stop(child, graceMs = 3_000) {
+    if (!child) return;
+    if (child.running) {
+      child.sub.kill('SIGTERM');
+      const done = await Promise.race([child.done.then(() => true), sleep(graceMs).then(() => false)]);
+      if (!done) child.sub.kill('SIGKILL');
+    }
+    await child.done;
+  }
+
+  /** Waits until something listens on port (tcp or udp) in the namespace. */
+  async waitListening(where, proto, port, child, timeoutMs = 10_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (child && !child.running) {
+        const r = await child.done;
+        throw new Error(`${child.what} ended before listening: ${(r.stderr || r.stdout || `exit ${r.exitCode}`).toString().slice(-500)}`);
+      }
+      const r = await this.exec(where, 'ss', ['-H', proto === 'udp' ? '-lun' : '-ltn', `sport = :${port}`]);
+      if (r.stdout.trim()) return;
+      if (Date.now() > deadline) throw new Error(`nothing listening on ${proto}/${port} in ${where} after ${timeoutMs} ms`);
+      await sleep(20);
+    }
+  }
+}
+
+/**
  * One configuration's namespaces, servers and (for ebpf/iptables) daemon.
  * Everything it makes it also removes in tearDown(), which is safe to call at
  * any point of setUp() and more than once.
  */
-export class Bed {
+export class Bed extends NamespaceProcesses {
   /** daemonArgs: extra daemon flags, for the ebpf bed only (e.g. --xdp-mode generic). */
   constructor({ config, runId, workDir, repo, log, daemonArgs = [] }) {
+    super();
     if (!SHORT[config]) throw new Error(`unknown configuration ${config}`);
     this.config = config;
     this.repo = repo;
@@ -218,7 +270,6 @@ export class Bed {
     this.ns = { host: `${base}-h`, client: `${base}-c`, web: `${base}-w`, peer: `${base}-p`, srv: `${base}-s`, routed: `${base}-r` };
     this.paths = { host: path.join(NETNS_DIR, this.ns.host), client: path.join(NETNS_DIR, this.ns.client) };
     this.made = []; // netns names created, for tearDown
-    this.procs = new Set(); // servers spawn() started (Child)
     this.daemon = undefined;
     this.bridgeport = BRIDGEPORT_CONFIGS.has(config);
     this.daemonArgs = config === 'ebpf' ? daemonArgs : [];
@@ -441,50 +492,10 @@ export class Bed {
     return JSON.parse(r.stdout).DatapathInfo?.drops;
   }
 
-  /** Runs a command in one of the bed's namespaces: 'host', 'client', 'web', 'peer', 'srv', 'routed'. */
-  exec(where, cmd, args, opts) {
-    return run(nsArgv(this.pathOf(where), cmd, args), opts);
-  }
-
   pathOf(where) {
     const p = this.paths[where];
     if (!p) throw new Error(`${this.config}: no namespace ${where}`);
     return p;
-  }
-
-  /** Starts a long-running process in one of the namespaces; tearDown() ends it. */
-  spawn(where, cmd, args) {
-    const argv = nsArgv(this.pathOf(where), cmd, args);
-    const child = new Child(execa(argv[0], argv.slice(1), { reject: false, stdin: 'ignore', buffer: true, maxBuffer: 16 * 1024 * 1024 }), argv.slice(3).join(' '));
-    this.procs.add(child);
-    child.done.then(() => this.procs.delete(child));
-    return child;
-  }
-
-  /** Ends a Child: SIGTERM, then SIGKILL after graceMs. */
-  async stop(child, graceMs = 3_000) {
-    if (!child) return;
-    if (child.running) {
-      child.sub.kill('SIGTERM');
-      const done = await Promise.race([child.done.then(() => true), sleep(graceMs).then(() => false)]);
-      if (!done) child.sub.kill('SIGKILL');
-    }
-    await child.done;
-  }
-
-  /** Waits until something listens on port (tcp or udp) in the namespace. */
-  async waitListening(where, proto, port, child, timeoutMs = 10_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (child && !child.running) {
-        const r = await child.done;
-        throw new Error(`${child.what} ended before listening: ${(r.stderr || r.stdout || `exit ${r.exitCode}`).toString().slice(-500)}`);
-      }
-      const r = await this.exec(where, 'ss', ['-H', proto === 'udp' ? '-lun' : '-ltn', `sport = :${port}`]);
-      if (r.stdout.trim()) return;
-      if (Date.now() > deadline) throw new Error(`nothing listening on ${proto}/${port} in ${where} after ${timeoutMs} ms`);
-      await sleep(20);
-    }
   }
 
   async tearDown() {
@@ -555,7 +566,7 @@ export class Bed {
  * A child process. Not a thenable on purpose: an execa subprocess is one, and
  * returning it from an async function would wait for it to end.
  */
-class Child {
+export class Child {
   constructor(sub, what) {
     this.sub = sub;
     this.what = what;

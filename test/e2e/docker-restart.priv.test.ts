@@ -119,18 +119,20 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     return map === 'bp_networks' ? `${map} ${key} ${value!.slice(0, 32)}` : line;
   };
 
-  /** What is left of Docker's endpoints in bridgeport: records, any of `links`, what the datapath has beyond `before` (taken with none); '' when nothing. */
-  const leftOver = async (links: string[], before: string[]): Promise<string> => {
-    const now = (await installed(topo!, d!)).map(withoutBridgeMac);
-    before = before.map(withoutBridgeMac);
+  /** The datapath's rules and map entries and the host's veths: taken with no Docker endpoint, compared after. */
+  const snapshot = async () => ({ rules: (await installed(topo!, d!)).map(withoutBridgeMac), veths: await veths() });
+
+  /** What is left of Docker's endpoints: records, veths (either end) and rules or map entries not in `before`; '' when nothing. */
+  const leftOver = async (before: { rules: string[]; veths: string[] }): Promise<string> => {
+    const rules = (await installed(topo!, d!)).map(withoutBridgeMac);
     return [
       ...(await dockerRecords()).map((r) => `record ${r}`),
-      ...(await veths()).filter((l) => links.includes(l)).map((l) => `veth ${l}`),
-      ...now.filter((l) => !before.includes(l)).map((l) => `added: ${l}`),
-      ...before.filter((l) => !now.includes(l)).map((l) => `missing: ${l}`),
+      ...(await veths()).filter((l) => !before.veths.includes(l)).map((l) => `veth ${l}`),
+      ...rules.filter((l) => !before.rules.includes(l)).map((l) => `added: ${l}`),
+      ...before.rules.filter((l) => !rules.includes(l)).map((l) => `missing: ${l}`),
     ].join('\n');
   };
-  const nothingLeft = async (links: string[], before: string[]): Promise<boolean> => (await leftOver(links, before)) === '';
+  const nothingLeft = async (before: { rules: string[]; veths: string[] }): Promise<boolean> => (await leftOver(before)) === '';
 
   /** The reconciler's log line for removing `rec`, if it did. */
   const reapedLine = (rec: string): string | undefined =>
@@ -142,7 +144,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
   it('dockerd restart with --live-restore: the published port answers throughout, the endpoint stays, docker rm -f removes it', async (ctx) => {
     const { dk, d } = env(ctx);
     await docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.67.1.0/24', 'live']);
-    const before = await installed(topo!, d!);
+    const before = await snapshot();
     await runEcho('lr', 'live', ['-p', '8101:80']);
     const { rec, hostIf } = await endpointOf('lr', 'live');
     const created = Date.now();
@@ -172,7 +174,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     await docker(['rm', '-f', 'lr']);
     expect((await d.cli(['inspect', rec])).exitCode).not.toBe(0);
     expect(await answers(8101)).toBe(false);
-    expect(await leftOver([hostIf], before)).toBe('');
+    expect(await leftOver(before)).toBe('');
     await docker(['network', 'rm', 'live']);
   }, 120_000);
 
@@ -180,7 +182,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     const { dk } = env(ctx);
     await dk.restart([]);
     await docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.67.2.0/24', 'plain']);
-    const before = await installed(topo!, d!);
+    const before = await snapshot();
     // The echo server is PID 1 and ignores SIGTERM: dockerd's stop would wait its 10 s for each.
     await runEcho('p1', 'plain', ['-p', '8102:80', '--stop-timeout', '1']);
     await runEcho('p2', 'plain', ['--stop-timeout', '1']);
@@ -189,7 +191,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     // dockerd's own calls (Revoke, Leave, DeleteEndpoint) as it stops each container. The reconciler
     // may be first for an endpoint: dockerd stops listing it before its calls come; they are answered all the same.
     expect(await dockerRecords()).toEqual([]);
-    expect(await leftOver(eps.map((e) => e.hostIf), before)).toBe('');
+    expect(await leftOver(before)).toBe('');
     const byReconciler = eps.filter((e) => reaped(e.rec)).length;
     console.info(`[bridgeport] ${datapath}: dockerd stop without live-restore: ${eps.length - byReconciler} endpoints removed by dockerd's calls, ${byReconciler} by the reconciler during the stop`);
     expect(await docker(['inspect', 'p1', '--format', '{{.State.Running}}'])).toBe('false');
@@ -198,14 +200,14 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     await docker(['start', 'p1']);
     await until('p1 answers on 8102 after docker start', () => answers(8102));
     await docker(['rm', '-f', 'p1', 'p2']);
-    expect(await leftOver(eps.map((e) => e.hostIf), before)).toBe('');
+    expect(await leftOver(before)).toBe('');
     await docker(['network', 'rm', 'plain']);
   }, 120_000);
 
   it('dockerd killed (-9) without --live-restore: after its restart no endpoint, veth, rule or map entry is left', async (ctx) => {
     const { dk } = env(ctx);
     await docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.67.3.0/24', 'crash']);
-    const before = await installed(topo!, d!);
+    const before = await snapshot();
     const t0 = Date.now();
     await runEcho('k1', 'crash', ['-p', '8103:80']);
     const { rec, hostIf } = await endpointOf('k1', 'crash');
@@ -215,8 +217,9 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     const whileDown = await answers(8103);
     await sleep(Math.max(1_000, (GRACE_S + 1) * 1000 - (Date.now() - t0)));
     expect(await dockerRecords()).toEqual([rec]);
+    expect(await veths()).toContain(hostIf);
     await dk.restart([]);
-    const ms = await until('nothing left after dockerd restarted', () => nothingLeft([hostIf], before));
+    const ms = await until('nothing left after dockerd restarted', () => nothingLeft(before));
     console.info(`[bridgeport] ${datapath}: dockerd -9: container answered while dockerd was down: ${whileDown}; cleaned ${ms} ms after dockerd was ready, ${reapedLine(rec) ?? "by dockerd's calls"}`);
     expect(await answers(8103)).toBe(false);
     expect(await docker(['inspect', 'k1', '--format', '{{.State.Running}}'])).toBe('false');
@@ -227,9 +230,12 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
   it('calls lost while bridgeport was down: docker rm -f succeeds late, the reconciler removes the endpoint at start; the address and port serve again', async (ctx) => {
     const { d } = env(ctx);
     await docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.67.4.0/24', 'lost']);
-    const before = await installed(topo!, d!);
+    const before = await snapshot();
     await runEcho('l1', 'lost', ['--ip', '10.67.4.10', '-p', '8104:80']);
     const { rec, hostIf } = await endpointOf('l1', 'lost');
+    const netId = await docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.67.5.0/24', 'lostnet']);
+    const lostNet = `docker-${netId.slice(0, 12)}`;
+    const bridge = `br-${netId.slice(0, 12)}`;
     await d.stop();
 
     // What the user sees with bridgeport down, measured side by side.
@@ -238,11 +244,16 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
       const r = await dk!.docker(args, { timeoutMs: 120_000 });
       return { ...r, ms: Date.now() - t0 };
     };
-    const [rm, run] = await Promise.all([
+    const [rm, run, netRm] = await Promise.all([
       timed(['rm', '-f', 'l1']),
       timed(['run', '-d', '--name', 'l2', '--network', 'lost', IMAGE, 'sleep', '60']),
+      timed(['network', 'rm', 'lostnet']),
     ]);
-    console.info(`[bridgeport] ${datapath}: with bridgeport down: docker rm -f: exit ${rm.exitCode} after ${rm.ms} ms; docker run: exit ${run.exitCode} after ${run.ms} ms: ${run.stderr.trim()}`);
+    console.info(
+      `[bridgeport] ${datapath}: with bridgeport down: docker rm -f: exit ${rm.exitCode} after ${rm.ms} ms; ` +
+        `docker run: exit ${run.exitCode} after ${run.ms} ms: ${run.stderr.trim()}; ` +
+        `docker network rm: exit ${netRm.exitCode} after ${netRm.ms} ms: ${netRm.stderr.trim()}`,
+    );
     expect(rm.exitCode, rm.stderr).toBe(0);
     expect(run.exitCode).not.toBe(0);
     expect(run.stderr).toMatch(/failed to create endpoint l2 on network lost: .*bridgeport\.sock/);
@@ -251,7 +262,13 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     expect(await answers(8104)).toBe(false);
 
     await d.restart();
-    const ms = await until('the reconciler removed the lost endpoint', () => nothingLeft([hostIf], before));
+    // A network dockerd removed without bridgeport goes too; one dockerd kept is still there for docker network rm.
+    const dockerKept = (await dk!.docker(['network', 'inspect', 'lostnet'])).exitCode === 0;
+    if (dockerKept) await docker(['network', 'rm', 'lostnet']);
+    await until('bridgeport has no network dockerd does not have', async () => (await d.cli(['network', 'inspect', lostNet])).exitCode !== 0);
+    expect((await topo!.inHost('ip', ['link', 'show', bridge])).exitCode, `bridge ${bridge}`).not.toBe(0);
+    if (!dockerKept) expect(daemonLogs(topo!)).toContain(`docker reconcile: removed network ${lostNet}: dockerd has no network ${netId.slice(0, 12)}`);
+    const ms = await until('the reconciler removed the lost endpoint', () => nothingLeft(before));
     console.info(`[bridgeport] ${datapath}: lost endpoint removed ${ms} ms after bridgeport was ready`);
     expect(reaped(rec)).toBe(true);
 
@@ -260,7 +277,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     await runEcho('l3', 'lost', ['--ip', '10.67.4.10', '-p', '8104:80']);
     expect(await answers(8104)).toBe(true);
     await docker(['rm', '-f', 'l3']);
-    expect(await leftOver([hostIf], before)).toBe('');
+    expect(await leftOver(before)).toBe('');
     await docker(['network', 'rm', 'lost']);
   }, 150_000);
 });

@@ -27,8 +27,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     topo = await createTopology();
     await mountBpffs(path.join(topo.workDir, 'run', 'bpf'));
     try {
-      // The first scenario restarts dockerd with its containers running.
-      dk = await startDockerd(topo, ['--live-restore']);
+      dk = await startDockerd(topo);
     } catch (err) {
       if (!(err instanceof DockerdUnavailable)) throw err;
       unavailable = err.message;
@@ -143,6 +142,9 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
 
   it('dockerd restart with --live-restore: the published port answers throughout, the endpoint stays, docker rm -f removes it', async (ctx) => {
     const { dk, d } = env(ctx);
+    // Kept across the restart: dockerd reads its config file again.
+    await dk.reload({ 'live-restore': true });
+    expect(await docker(['info', '--format', '{{.LiveRestoreEnabled}}'])).toBe('true');
     await docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.67.1.0/24', 'live']);
     const before = await snapshot();
     await runEcho('lr', 'live', ['-p', '8101:80']);
@@ -158,7 +160,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
         await sleep(100);
       }
     })();
-    await dk.restart(['--live-restore']);
+    await dk.restart();
     // A few reconciler passes with dockerd answering again, the endpoint older than the grace period:
     // the reconciler could remove it, and must not.
     await sleep(Math.max(3_000, created + (GRACE_S + 3) * 1000 - Date.now()));
@@ -180,7 +182,8 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
 
   it('dockerd restart without --live-restore: its stop removes every endpoint through the driver; nothing is left', async (ctx) => {
     const { dk } = env(ctx);
-    await dk.restart([]);
+    await dk.reload({ 'live-restore': false });
+    expect(await docker(['info', '--format', '{{.LiveRestoreEnabled}}'])).toBe('false');
     await docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.67.2.0/24', 'plain']);
     const before = await snapshot();
     // The echo server is PID 1 and ignores SIGTERM: dockerd's stop would wait its 10 s for each.

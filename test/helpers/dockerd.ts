@@ -51,6 +51,8 @@ export interface Dockerd {
   kill(): Promise<void>;
   /** dockerd's pid, undefined when it is not running. */
   pid(): number | undefined;
+  /** Writes dockerd's config file (daemon.json) and has the running dockerd reload it (SIGHUP), e.g. {"live-restore": true}. */
+  reload(config: Record<string, unknown>): Promise<void>;
 }
 
 /** Why dockerd cannot run here at all (missing binaries), or undefined. */
@@ -288,6 +290,16 @@ export async function startDockerd(topo: Topology, firstArgs: string[] = []): Pr
       await end('SIGKILL');
     },
     pid: () => (proc && exited === undefined ? proc.pid : undefined),
+    async reload(config) {
+      if (!proc || exited !== undefined) throw new Error('reload dockerd: not running');
+      await writeFile(path.join(dir, 'daemon.json'), `${JSON.stringify(config)}\n`);
+      const from = logText.length;
+      proc.kill('SIGHUP');
+      for (let i = 0; !logText.slice(from).includes('Reloaded configuration'); i++) {
+        if (i > 200) throw new Error(`reload dockerd: no "Reloaded configuration" in 10 s:\n${logText.slice(from)}`);
+        await sleep(50);
+      }
+    },
   };
 }
 

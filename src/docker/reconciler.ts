@@ -26,6 +26,8 @@ export class DockerReconciler {
   /** Records already said to be kept undecided: said once, not every run. */
   private readonly said = new Set<string>();
   private running: Promise<void> | undefined;
+  /** Whether dockerd answered the last time it was asked: a change is logged, not every failure. */
+  private engineAnswered = true;
 
   constructor(
     private readonly daemon: Daemon,
@@ -106,9 +108,15 @@ export class DockerReconciler {
         const n = await this.engine.network(key);
         networks.set(key, n && new Set(n.endpoints.map((e) => e.endpointId)));
       }
-    } catch {
+    } catch (err) {
+      if (this.engineAnswered) {
+        this.log(`docker reconcile: dockerd does not answer (${err instanceof Error ? err.message : String(err)}): judging by sandboxes only`);
+      }
+      this.engineAnswered = false;
       return undefined;
     }
+    if (!this.engineAnswered) this.log(`docker reconcile: dockerd answers again on ${this.engine.host}`);
+    this.engineAnswered = true;
     return { networks };
   }
 }

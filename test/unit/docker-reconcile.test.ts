@@ -1,5 +1,11 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { Daemon } from '../../src/daemon/daemon.js';
+import type { DockerEngine, EngineNetwork } from '../../src/docker/engine.js';
 import { dockerNetworkKeys, dockerSandboxKeys, planReconcile, type ReconcileFacts, type SandboxFact } from '../../src/docker/reconcile.js';
+import { DockerReconciler } from '../../src/docker/reconciler.js';
 import type { ContainerRecord, NetworkRecord, State } from '../../src/model/state.js';
 
 const NOW = Date.parse('2026-12-01T12:00:00Z');
@@ -158,5 +164,116 @@ describe('planReconcile', () => {
     const state: State = { version: 1, networks: [network(NET_A)], containers: [endpoint(E1, NET_B, { sandboxKey: SB1 }), endpoint(E2, NET_A), ownContainer()] };
     expect(dockerNetworkKeys(state).sort()).toEqual([NET_A, NET_B].sort());
     expect(dockerSandboxKeys(state)).toEqual([SB1]);
+  });
+});
+
+describe('DockerReconciler', () => {
+  const E1 = id('1');
+  const E2 = id('2');
+  const E3 = id('3');
+  // The runner reads the real clock: an hour before it.
+  const old = () => ({ created: new Date(Date.now() - 3_600_000).toISOString() });
+  const net = (key: string) => network(key, old().created);
+
+  /** The core as the reconciler sees it: the state, and the two operations it may call. */
+  function fakeDaemon(state: State) {
+    const calls: string[] = [];
+    const daemon = {
+      get snapshot() {
+        return state;
+      },
+      async deleteEndpoint(frontEnd: string, key: string) {
+        calls.push(`deleteEndpoint ${frontEnd} ${key.slice(0, 12)}`);
+        state.containers = state.containers.filter((c) => c.endpoints[0]?.owner?.key !== key);
+      },
+      async removeNetwork(name: string, frontEnd: string) {
+        calls.push(`removeNetwork ${name} ${frontEnd}`);
+        state.networks = state.networks.filter((n) => n.name !== name);
+      },
+    };
+    return { daemon: daemon as unknown as Daemon, calls };
+  }
+
+  /** dockerd's API: `networks` as it answers, or down (every call fails). */
+  function fakeEngine(networks: Record<string, string[]> | 'down') {
+    const asked: string[] = [];
+    const engine = {
+      host: 'unix:///fake/docker.sock',
+      async network(netId: string): Promise<EngineNetwork | null> {
+        asked.push(netId);
+        if (networks === 'down') throw new Error('connect ENOENT /fake/docker.sock');
+        const eps = networks[netId];
+        return eps ? { id: netId, name: 'n', driver: 'bridgeport', endpoints: eps.map((e) => ({ containerId: 'c', name: 'c', endpointId: e })) } : null;
+      },
+    };
+    return { engine: engine as unknown as DockerEngine, asked };
+  }
+
+  const withTmp = async (fn: (dir: string) => Promise<void>) => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'bpt-reconcile-'));
+    try {
+      await fn(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('dockerd down: removes the endpoint whose sandbox is an empty file, keeps a live one and one it cannot see; says dockerd is down once', async () => {
+    await withTmp(async (dir) => {
+      // An undone bind mount leaves a plain empty file; a namespace file is on nsfs (our own serves).
+      const undone = path.join(dir, 'netns-gone');
+      await writeFile(undone, '');
+      const state: State = {
+        version: 1,
+        networks: [net(NET_A)],
+        containers: [
+          endpoint(E1, NET_A, { sandboxKey: undone, ...old() }),
+          endpoint(E2, NET_A, { sandboxKey: '/proc/self/ns/net', ...old() }),
+          endpoint(E3, NET_A, { sandboxKey: path.join(dir, 'no-such-folder', 'ns'), ...old() }),
+        ],
+      };
+      const { daemon, calls } = fakeDaemon(state);
+      const { engine } = fakeEngine('down');
+      const logs: string[] = [];
+      const r = new DockerReconciler(daemon, engine, { intervalS: 0, graceS: 60 }, (m) => logs.push(m));
+      await r.runOnce();
+      await r.runOnce();
+      expect(calls).toEqual([`deleteEndpoint docker ${E1.slice(0, 12)}`]);
+      expect(logs.filter((l) => l.includes('does not answer'))).toHaveLength(1);
+      expect(logs).toContain(`docker reconcile: removed endpoint docker-${E1.slice(0, 12)}: its sandbox ${undone} is gone`);
+      expect(state.containers.map((c) => c.name)).toEqual([`docker-${E2.slice(0, 12)}`, `docker-${E3.slice(0, 12)}`]);
+    });
+  });
+
+  it('dockerd answering: removes what it does not list, then the network it no longer has; says it answers again', async () => {
+    const state: State = {
+      version: 1,
+      networks: [net(NET_A), net(NET_B)],
+      containers: [endpoint(E1, NET_A, { sandboxKey: '/proc/self/ns/net', ...old() }), endpoint(E2, NET_B, { sandboxKey: '/proc/self/ns/net', ...old() }), endpoint(E3, NET_B, old())],
+    };
+    const { daemon, calls } = fakeDaemon(state);
+    const logs: string[] = [];
+    let answers: Record<string, string[]> | 'down' = 'down';
+    const engine = {
+      host: 'unix:///fake/docker.sock',
+      network: (netId: string) => fakeEngine(answers).engine.network(netId),
+    } as unknown as DockerEngine;
+    const r = new DockerReconciler(daemon, engine, { intervalS: 0, graceS: 60 }, (m) => logs.push(m));
+    await r.runOnce();
+    expect(calls).toEqual([]);
+    expect(logs).toContain(`docker reconcile: endpoint docker-${E3.slice(0, 12)}: not joined to a sandbox and dockerd does not answer: kept until dockerd can say`);
+
+    answers = { [NET_B]: [E2] };
+    await r.runOnce();
+    expect(logs).toContain('docker reconcile: dockerd answers again on unix:///fake/docker.sock');
+    expect(calls).toEqual([`deleteEndpoint docker ${E1.slice(0, 12)}`, `deleteEndpoint docker ${E3.slice(0, 12)}`, `removeNetwork ${network(NET_A).name} docker`]);
+    expect(logs).toContain(`docker reconcile: removed network ${network(NET_A).name}: dockerd has no network ${NET_A.slice(0, 12)}`);
+  });
+
+  it('with nothing of Docker\'s in the state dockerd is not asked', async () => {
+    const { daemon } = fakeDaemon({ version: 1, networks: [], containers: [ownContainer()] });
+    const { engine, asked } = fakeEngine({});
+    await new DockerReconciler(daemon, engine, { intervalS: 0, graceS: 60 }, () => undefined).runOnce();
+    expect(asked).toEqual([]);
   });
 });

@@ -62,6 +62,8 @@ export interface ReconcilePlan {
   networks: StaleNetwork[];
   /** Records kept although they may be stale, and why (said once per record by the caller). */
   undecided: { name: string; reason: string }[];
+  /** Why dockerd's answers were not used although it answered; undefined when they were (or it did not answer). */
+  engineIgnored?: string;
 }
 
 /** The Docker owner of a record's endpoint; bridgeport's own records have none. */
@@ -72,8 +74,15 @@ function dockerEndpoint(c: ContainerRecord) {
 
 const ageMs = (created: string, now: number): number => now - Date.parse(created);
 
-export function planReconcile(f: ReconcileFacts): ReconcilePlan {
+export function planReconcile(facts: ReconcileFacts): ReconcilePlan {
   const plan: ReconcilePlan = { endpoints: [], networks: [], undecided: [] };
+  let f = facts;
+  // A dockerd that has none of bridgeport's Docker networks is most likely not
+  // the one this driver serves (a wrong --docker-host): its word removes nothing.
+  if (f.engine?.networks.size && [...f.engine.networks.values()].every((eps) => eps === null)) {
+    plan.engineIgnored = `dockerd has none of bridgeport's ${f.engine.networks.size} Docker networks: is --docker-host the dockerd this driver serves? judging by sandboxes only`;
+    f = { ...f, engine: undefined };
+  }
   const removed = new Set<string>();
   for (const c of f.state.containers) {
     const owner = dockerEndpoint(c);

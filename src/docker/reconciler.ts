@@ -28,6 +28,8 @@ export class DockerReconciler {
   private running: Promise<void> | undefined;
   /** Whether dockerd answered the last time it was asked: a change is logged, not every failure. */
   private engineAnswered = true;
+  /** The last reason dockerd's answers were set aside, logged when it changes. */
+  private ignoredWhy: string | undefined;
 
   constructor(
     private readonly daemon: Daemon,
@@ -72,6 +74,8 @@ export class DockerReconciler {
     const sandboxes = await sandboxFacts(dockerSandboxKeys(state));
     const engine = await this.engineFacts(networkKeys);
     const plan = planReconcile({ state, sandboxes, engine, now: Date.now(), graceMs: this.options.graceS * 1000 });
+    if (plan.engineIgnored && plan.engineIgnored !== this.ignoredWhy) this.log(`docker reconcile: ${plan.engineIgnored}`);
+    this.ignoredWhy = plan.engineIgnored;
     for (const u of plan.undecided) {
       if (this.said.has(u.name)) continue;
       this.said.add(u.name);

@@ -116,6 +116,14 @@ describe('planReconcile', () => {
     expect(plan.endpoints.map((e) => [e.key, e.reason])).toEqual([[E1, `dockerd lists no endpoint ${E1.slice(0, 12)} in network ${NET_A.slice(0, 12)}`]]);
   });
 
+  it('a dockerd that has none of the networks (a wrong --docker-host) is not believed: only the sandbox rule applies', () => {
+    const state = { networks: [network(NET_A), network(NET_B)], containers: [endpoint(E1, NET_A, { sandboxKey: SB1 }), endpoint(E2, NET_B, { sandboxKey: '/var/run/docker/netns/222' })] };
+    const plan = planReconcile(facts(state, { sandboxes: sandboxes([[SB1, 'alive'], ['/var/run/docker/netns/222', 'gone']]), engine: engine([[NET_A, null], [NET_B, null]]) }));
+    expect(plan.endpoints.map((e) => [e.key, e.reason])).toEqual([[E2, 'its sandbox /var/run/docker/netns/222 is gone']]);
+    expect(plan.networks).toEqual([]);
+    expect(plan.engineIgnored).toMatch(/none of bridgeport's 2 Docker networks: is --docker-host/);
+  });
+
   it('a network dockerd no longer has: all its endpoints are stale, then the network, empty, is removed', () => {
     const state = { networks: [network(NET_A), network(NET_B)], containers: [endpoint(E1, NET_A, { sandboxKey: SB1 }), endpoint(E2, NET_B)] };
     const plan = planReconcile(facts(state, { sandboxes: sandboxes([[SB1, 'alive']]), engine: engine([[NET_A, null], [NET_B, [E2]]]) }));
@@ -126,13 +134,13 @@ describe('planReconcile', () => {
 
   it('a network dockerd does not have keeps while an endpoint on it is kept (young)', () => {
     const state = { networks: [network(NET_A)], containers: [endpoint(E1, NET_A, { created: ago(5) })] };
-    const plan = planReconcile(facts(state, { engine: engine([[NET_A, null]]) }));
+    const plan = planReconcile(facts(state, { engine: engine([[NET_A, null], [NET_B, []]]) }));
     expect(plan).toEqual({ endpoints: [], networks: [], undecided: [] });
   });
 
   it('the grace period: a `docker run` in progress (created, not yet listed, sandbox file not made yet) is left alone by both rules', () => {
     const state = { networks: [network(NET_A, ago(10))], containers: [endpoint(E1, NET_A, { sandboxKey: SB1, created: ago(59) }), endpoint(E2, NET_A, { created: ago(1) })] };
-    const plan = planReconcile(facts(state, { sandboxes: sandboxes([[SB1, 'gone']]), engine: engine([[NET_A, null]]) }));
+    const plan = planReconcile(facts(state, { sandboxes: sandboxes([[SB1, 'gone']]), engine: engine([[NET_A, null], [NET_B, []]]) }));
     expect(plan).toEqual({ endpoints: [], networks: [], undecided: [] });
     // An unreadable creation time is no licence either.
     const odd = endpoint(E1, NET_A, { sandboxKey: SB1, created: 'yesterday' });

@@ -13,6 +13,8 @@ import { defaultRouteInterface, getLink } from '../host/iproute.js';
 import { ephemeralPortRange, writeSysctl } from '../host/sysctl.js';
 import { parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
 import { DEFAULT_PLUGIN_SOCKET, serveDockerPlugin } from '../docker/driver.js';
+import { DEFAULT_DOCKER_HOST, DockerEngine } from '../docker/engine.js';
+import { DockerReconciler } from '../docker/reconciler.js';
 import { Metrics, parseMetricsAddr, serveMetrics } from '../metrics/metrics.js';
 import { BridgeportError, invalid, notFound } from '../model/errors.js';
 import { Daemon, findContainer, findNetwork } from './daemon.js';
@@ -41,6 +43,12 @@ export interface DaemonFlags {
   xdpMode: string;
   /** Where to serve dockerd's remote driver; undefined: the default path, "" none. */
   dockerPlugin?: string;
+  /** dockerd's API, asked by the reconciler which endpoints it still has. */
+  dockerHost?: string;
+  /** Seconds between runs of the Docker reconciler ("0": only at start). */
+  dockerReconcileInterval?: string;
+  /** Seconds a Docker endpoint or network must have existed before the reconciler may remove it. */
+  dockerReconcileGrace?: string;
   cleanup?: boolean;
 }
 
@@ -69,6 +77,8 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   parseIpv4(flags.ip, '--ip');
   const icc = parseFlagBool('--icc', flags.icc);
   const ipForward = parseFlagBool('--ip-forward', flags.ipForward);
+  const reconcileIntervalS = parseSeconds('--docker-reconcile-interval', flags.dockerReconcileInterval ?? '30');
+  const reconcileGraceS = parseSeconds('--docker-reconcile-grace', flags.dockerReconcileGrace ?? '60');
   const ephemeral = flags.ephemeralPorts ? parsePortRange(flags.ephemeralPorts) : await ephemeralPortRange();
 
   const uplinks = flags.uplink.length ? flags.uplink : [await defaultRouteInterface()].filter((x): x is string => !!x);
@@ -111,6 +121,9 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   const server = await listen(routes(daemon, { reason, socket }), socket);
   log(`bridgeport ${VERSION} listening on unix://${socket}; datapath ${datapath.name} (${reason}); uplinks ${uplinks.join(', ') || 'none'}`);
   const plugin = await startDockerPlugin(daemon, flags.dockerPlugin, server);
+  // Endpoints and networks dockerd is done with although bridgeport never heard (it was down, or dockerd was killed).
+  const reconciler = new DockerReconciler(daemon, new DockerEngine(flags.dockerHost || DEFAULT_DOCKER_HOST), { intervalS: reconcileIntervalS, graceS: reconcileGraceS }, log);
+  reconciler.start();
   let metricsServer: Server | undefined;
   if (metricsAddr) {
     const metrics = new Metrics({ datapath, reason, model: () => daemon.model() });
@@ -119,6 +132,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
     log(`metrics on http://${flags.metricsAddr}/metrics`);
   }
   await waitForSignal([server, ...(plugin ? [plugin] : [])]);
+  reconciler.stop();
   metricsServer?.close();
   metricsServer?.closeAllConnections();
   datapath.close?.();
@@ -135,6 +149,12 @@ function parseFlagTimeouts(text: string) {
 function parsePositive(flag: string, text: string): number {
   const n = Number(text);
   if (!Number.isFinite(n) || n <= 0) throw invalid(`invalid ${flag} "${text}": must be a positive number of seconds`);
+  return n;
+}
+
+function parseSeconds(flag: string, text: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n < 0) throw invalid(`invalid ${flag} "${text}": must be a number of seconds, 0 or more`);
   return n;
 }
 

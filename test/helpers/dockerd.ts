@@ -39,6 +39,20 @@ export interface Dockerd {
   inNs(cmd: string, args: string[]): Promise<CommandResult>;
   logs(): string;
   stop(): Promise<void>;
+  /** dockerd's API as a DOCKER_HOST (unix://…/docker.sock), e.g. for bridgeport's --docker-host. */
+  apiHost: string;
+  /**
+   * Stops dockerd (SIGTERM; with --live-restore its containers keep running)
+   * if it runs, and starts it again in the same mount namespace, data-root,
+   * exec-root and socket; `extraArgs` replaces the ones it was started with.
+   */
+  restart(extraArgs?: string[]): Promise<void>;
+  /** SIGKILL to dockerd alone: containerd, shims and containers are left as a crash leaves them. */
+  kill(): Promise<void>;
+  /** dockerd's pid, undefined when it is not running. */
+  pid(): number | undefined;
+  /** Writes dockerd's config file (daemon.json) and has the running dockerd reload it (SIGHUP), e.g. {"live-restore": true}. */
+  reload(config: Record<string, unknown>): Promise<void>;
 }
 
 /** Why dockerd cannot run here at all (missing binaries), or undefined. */
@@ -108,7 +122,8 @@ async function removeCgroupTree(dir: string): Promise<void> {
   await rmdir(dir).catch(() => undefined);
 }
 
-export async function startDockerd(topo: Topology, extraArgs: string[] = []): Promise<Dockerd> {
+export async function startDockerd(topo: Topology, firstArgs: string[] = []): Promise<Dockerd> {
+  let extraArgs = firstArgs;
   const missing = whyNoDockerd();
   if (missing) throw new DockerdUnavailable(missing);
   const dir = path.join(topo.workDir, 'docker');
@@ -183,7 +198,17 @@ export async function startDockerd(topo: Topology, extraArgs: string[] = []): Pr
       await must([...enter, 'mount', '-t', 'tmpfs', '-o', 'mode=755', 'tmpfs', target], what);
     }
     await must([...enter, 'mkdir', '-p', '/run/docker/plugins'], 'make the plugin folder');
+    await launch();
+    const imported = await docker(['import', tar, IMAGE]);
+    if (imported.exitCode !== 0) throw new Error(`docker import: ${imported.stderr}`);
+  } catch (err) {
+    await stop().catch(() => undefined);
+    throw err;
+  }
 
+  /** Starts dockerd and waits until it answers; `extra` replaces the extra arguments given so far. */
+  async function launch(extra: string[] = extraArgs): Promise<void> {
+    extraArgs = extra;
     const argv = [
       ...enter,
       DOCKERD,
@@ -206,17 +231,20 @@ export async function startDockerd(topo: Topology, extraArgs: string[] = []): Pr
       '10.211.0.1/24',
       ...extraArgs,
     ];
-    proc = execa(argv[0]!, argv.slice(1), { reject: false, buffer: false, stdin: 'ignore' });
-    proc.stdout!.setEncoding('utf8');
-    proc.stderr!.setEncoding('utf8');
-    proc.stdout!.on('data', (c: string) => {
+    exited = undefined;
+    const started = execa(argv[0]!, argv.slice(1), { reject: false, buffer: false, stdin: 'ignore' });
+    proc = started;
+    started.stdout!.setEncoding('utf8');
+    started.stderr!.setEncoding('utf8');
+    started.stdout!.on('data', (c: string) => {
       logText += c;
     });
-    proc.stderr!.on('data', (c: string) => {
+    started.stderr!.on('data', (c: string) => {
       logText += c;
     });
-    void proc.then((r) => {
-      exited = `exit ${r.exitCode ?? r.signal}`;
+    void started.then((r) => {
+      // Only the current dockerd's end counts (an earlier one may end after a restart began).
+      if (proc === started) exited = `exit ${r.exitCode ?? r.signal}`;
     });
     const deadline = Date.now() + READY_MS;
     for (;;) {
@@ -225,11 +253,19 @@ export async function startDockerd(topo: Topology, extraArgs: string[] = []): Pr
       if (Date.now() > deadline) throw new DockerdUnavailable(`dockerd not ready after ${READY_MS} ms:\n${logText.slice(-4000)}`);
       await sleep(100);
     }
-    const imported = await docker(['import', tar, IMAGE]);
-    if (imported.exitCode !== 0) throw new Error(`docker import: ${imported.stderr}`);
-  } catch (err) {
-    await stop().catch(() => undefined);
-    throw err;
+  }
+
+  /** Ends dockerd with `signal` and waits for it (SIGTERM: up to STOP_MS, then SIGKILL). */
+  async function end(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    if (!proc || exited !== undefined) return;
+    const p = proc;
+    p.kill(signal);
+    const slow = await Promise.race([p.then(() => false), sleep(STOP_MS).then(() => true)]);
+    if (slow) {
+      p.kill('SIGKILL');
+      await p;
+      throw new Error(`dockerd ignored ${signal} for ${STOP_MS} ms`);
+    }
   }
 
   return {
@@ -244,6 +280,26 @@ export async function startDockerd(topo: Topology, extraArgs: string[] = []): Pr
     inNs,
     logs: () => logText,
     stop,
+    apiHost: `unix://${sock}`,
+    async restart(extra?: string[]) {
+      await end('SIGTERM');
+      logText += '\n--- restart ---\n';
+      await launch(extra);
+    },
+    async kill() {
+      await end('SIGKILL');
+    },
+    pid: () => (proc && exited === undefined ? proc.pid : undefined),
+    async reload(config) {
+      if (!proc || exited !== undefined) throw new Error('reload dockerd: not running');
+      await writeFile(path.join(dir, 'daemon.json'), `${JSON.stringify(config)}\n`);
+      const from = logText.length;
+      proc.kill('SIGHUP');
+      for (let i = 0; !logText.slice(from).includes('Reloaded configuration'); i++) {
+        if (i > 200) throw new Error(`reload dockerd: no "Reloaded configuration" in 10 s:\n${logText.slice(from)}`);
+        await sleep(50);
+      }
+    },
   };
 }
 

@@ -677,7 +677,6 @@ export class Daemon {
       checkName('container', spec.name);
       if (draft.containers.some((c) => c.name === spec.name)) throw conflict(`container name ${spec.name} is already in use`);
       if (findOwnedEndpoint(draft, spec.owner.frontEnd, spec.owner.key)) throw conflict(`endpoint ${spec.owner.key} already exists`);
-      if (net.internal && spec.ports.length) throw invalid(`network ${net.name} is internal: ports cannot be published`);
       if ((net.auxAddresses ?? []).includes(spec.ip)) throw conflict(`address ${spec.ip} is an aux address of network ${net.name}`);
       const mac = spec.mac === undefined ? undefined : parseMac(spec.mac);
       const ep = this.allocateEndpoint(draft, net, spec.ip, '');
@@ -705,7 +704,6 @@ export class Daemon {
         links: [],
         created: now(),
       };
-      c.ports = await this.expandPorts(net, c, spec.ports);
       draft.containers.push(c);
       await createUnattachedEndpoint({ bridge: net.bridge, hostIf: ep.hostIf, peerIf: ep.sandboxIf, mac: ep.mac, mtu: net.mtu });
       tx.onRollback(() => deleteLink(ep.hostIf));
@@ -731,6 +729,30 @@ export class Daemon {
       if (!c) throw notFound(`endpoint ${key} not found`);
       c.sandboxKey = '';
     });
+  }
+
+  /**
+   * Publishes an endpoint's ports (dockerd's ProgramExternalConnectivity, sent
+   * for the container's gateway endpoint only). An endpoint that has its
+   * ports already keeps them: the call is a repeat. An internal network
+   * publishes nothing.
+   */
+  async programEndpoint(frontEnd: FrontEnd, key: string, ports: PortSpec[]): Promise<PublishedPort[]> {
+    const c = findOwnedEndpoint(this.state, frontEnd, key);
+    if (!c) throw notFound(`endpoint ${key} not found`);
+    return this.transactPorts(`program endpoint ${key.slice(0, 12)}`, c.name, async (state, c) => {
+      const net = findNetwork(state, c.endpoints[0]!.network);
+      if (c.ports.length || net.internal || !ports.length) return { result: c.ports, added: [], removed: [] };
+      const added = await this.expandPorts(net, c, ports);
+      return { result: added, added, removed: [] };
+    });
+  }
+
+  /** Unpublishes an endpoint's ports (dockerd's RevokeExternalConnectivity); none, or no such endpoint: nothing to do. */
+  async revokeEndpoint(frontEnd: FrontEnd, key: string): Promise<void> {
+    const c = findOwnedEndpoint(this.state, frontEnd, key);
+    if (!c?.ports.length) return;
+    await this.transactPorts(`revoke endpoint ${key.slice(0, 12)}`, c.name, async (_state, c) => ({ result: undefined, added: [], removed: [...c.ports] }));
   }
 
   /** Removes an endpoint, its veth pair and its published ports; one already gone is no error (the front end may ask again). */
@@ -938,7 +960,6 @@ export interface EndpointSpec {
   ip: string;
   /** Derived from the address when absent. */
   mac?: string;
-  ports: PortSpec[];
   exposed: ExposedPort[];
 }
 

@@ -8,6 +8,8 @@ import {
   type CreateEndpointRequest,
   type CreateNetworkRequest,
   endpointSpec,
+  type ExternalConnectivityRequest,
+  externalPorts,
   type JoinRequest,
   type JoinResponse,
   networkSpec,
@@ -85,10 +87,16 @@ export function driverHandlers(daemon: Daemon): Record<string, Handler> {
       await daemon.deleteEndpoint('docker', idOfBody(body, 'EndpointID'));
       return {};
     },
-    // Published ports are rendered with the endpoint (CreateEndpoint carries the
-    // port map); nothing is left to program or revoke per sandbox.
-    '/NetworkDriver.ProgramExternalConnectivity': nothing,
-    '/NetworkDriver.RevokeExternalConnectivity': nothing,
+    '/NetworkDriver.ProgramExternalConnectivity': async (body) => {
+      const key = idOfBody(body, 'EndpointID');
+      const ports = wrap('publish ports', () => externalPorts(body as ExternalConnectivityRequest));
+      await daemon.programEndpoint('docker', key, ports);
+      return {};
+    },
+    '/NetworkDriver.RevokeExternalConnectivity': async (body) => {
+      await daemon.revokeEndpoint('docker', idOfBody(body, 'EndpointID'));
+      return {};
+    },
     // Swarm and global-scope calls: never sent for a local driver.
     '/NetworkDriver.DiscoverNew': nothing,
     '/NetworkDriver.DiscoverDelete': nothing,

@@ -166,13 +166,34 @@ export function endpointSpec(req: CreateEndpointRequest, network: string): Endpo
   if (iface.AddressIPv6) throw invalid('IPv6 is not supported by the bridgeport driver yet');
   if (!iface.Address) throw invalid('no IPv4 address given: the bridgeport driver takes its addresses from Docker\'s IPAM');
   const options = objectOf(req.Options, 'Options');
+  // Checked here, so that a bad map fails before anything is made; published
+  // by ProgramExternalConnectivity, which dockerd sends for one endpoint of
+  // the container only (externalPorts).
+  portSpecs(options[OPTION.portMap]);
   return {
     network,
     name: endpointName(endpointId),
     owner: { frontEnd: 'docker', key: endpointId, network: networkId },
     ip: addressOf(iface.Address),
     ...(iface.MacAddress ? { mac: iface.MacAddress } : {}),
-    ports: portSpecs(options[OPTION.portMap]),
     exposed: exposedPorts(options[OPTION.exposedPorts]),
   };
+}
+
+export interface ExternalConnectivityRequest {
+  NetworkID: string;
+  EndpointID: string;
+  Options?: Record<string, unknown> | null;
+}
+
+/**
+ * The ports of ProgramExternalConnectivity: dockerd sends it for the
+ * container's gateway endpoint only (the one its default route goes
+ * through), never for an internal network nor for a network added by
+ * `network connect`, and the same port map rides on every CreateEndpoint of
+ * the container. Docker's bridge driver publishes here too: a container
+ * with -p connected to a second network publishes its ports once.
+ */
+export function externalPorts(req: ExternalConnectivityRequest): PortSpec[] {
+  return portSpecs(objectOf(req?.Options, 'Options')[OPTION.portMap]);
 }

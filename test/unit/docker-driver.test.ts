@@ -134,9 +134,11 @@ describe('docker plugin socket', () => {
       expect(await post(sock, '/NetworkDriver.CreateNetwork', '{not json')).toEqual({ status: 200, json: { Err: 'request body is not valid JSON' } });
       const unknown = await post(sock, '/NetworkDriver.Teleport', '{}');
       expect(unknown.status).toBe(404);
-      for (const m of ['DiscoverNew', 'DiscoverDelete', 'AllocateNetwork', 'FreeNetwork', 'ProgramExternalConnectivity', 'RevokeExternalConnectivity']) {
+      for (const m of ['DiscoverNew', 'DiscoverDelete', 'AllocateNetwork', 'FreeNetwork']) {
         expect((await post(sock, `/NetworkDriver.${m}`, '{}')).json).toEqual({});
       }
+      // Publishing needs the endpoint named.
+      expect((await post(sock, '/NetworkDriver.ProgramExternalConnectivity', '{}')).json).toEqual({ Err: 'field EndpointID is required' });
       expect((await post(sock, '/NetworkDriver.EndpointOperInfo', JSON.stringify({ NetworkID: NET, EndpointID: EP }))).json).toEqual({ Value: {} });
     } finally {
       server.close();

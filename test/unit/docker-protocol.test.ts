@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { endpointSpec, exposedPorts, networkSpec, portSpecs } from '../../src/docker/protocol.js';
+import { endpointSpec, exposedPorts, externalPorts, networkSpec, portSpecs } from '../../src/docker/protocol.js';
 
 const NET = '5b9a9ba3d7e0c1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80912';
 const EP = 'e1d2c3b4a5968778695a4b3c2d1e0f1e2d3c4b5a69788796a5b4c3d2e1f00112';
@@ -94,7 +94,7 @@ describe('docker driver: port maps', () => {
 });
 
 describe('docker driver: CreateEndpoint', () => {
-  it('keeps the address dockerd gives, its MAC when given, and the ports', () => {
+  it('keeps the address dockerd gives and its MAC when given; checks the port map, which ProgramExternalConnectivity publishes', () => {
     const spec = endpointSpec(
       {
         NetworkID: NET,
@@ -115,10 +115,14 @@ describe('docker driver: CreateEndpoint', () => {
       mac: '02:42:0a:42:00:63',
       exposed: [{ proto: 'tcp', start: 80, end: 80 }],
     });
-    expect(spec.ports).toHaveLength(1);
     const noMac = endpointSpec({ NetworkID: NET, EndpointID: EP, Interface: { Address: '10.66.0.2/24', MacAddress: '' } }, 'n');
     expect(noMac.mac).toBeUndefined();
-    expect(noMac.ports).toEqual([]);
+    const badMap = { 'com.docker.network.portmap': [{ Proto: 6, Port: 80, HostPort: 70000 }] };
+    expect(() => endpointSpec({ NetworkID: NET, EndpointID: EP, Interface: { Address: '10.66.0.2/24' }, Options: badMap }, 'n')).toThrow(/host port 70000 is out of range/);
+    expect(externalPorts({ NetworkID: NET, EndpointID: EP, Options: { 'com.docker.network.portmap': [{ Proto: 17, Port: 53, HostIP: '', HostPort: 5353 }] } })).toEqual([
+      { hostIp: undefined, hostPortStart: 5353, hostPortEnd: 5353, containerPortStart: 53, containerPortEnd: 53, proto: 'udp' },
+    ]);
+    expect(externalPorts({ NetworkID: NET, EndpointID: EP })).toEqual([]);
   });
 
   it('refuses an endpoint without an IPv4 address, or with IPv6', () => {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { Command, Option } from 'commander';
 import { type DaemonFlags, runDaemon, VERSION } from '../daemon/main.js';
+import { DEFAULT_DOCKER_HOST } from '../docker/engine.js';
 import { BridgeportError } from '../model/errors.js';
 import type { PublishedPort } from '../model/state.js';
 import { ApiError, Client, ConnectError, DEFAULT_SOCKET } from './client.js';
@@ -99,6 +100,7 @@ export function buildProgram(): Command {
     .option('--conntrack-gc-interval <seconds>', 'eBPF: seconds between conntrack garbage collections', '10')
     .option('--xdp-mode <mode>', 'eBPF: where the deny list runs on the uplinks: native or generic XDP, tc (in the tc program), or auto (tc on a veth, else native XDP falling back to generic)', 'auto')
     .option('--docker-plugin <path>', 'serve the Docker network driver "bridgeport" on this unix socket ("" turns it off; default /run/docker/plugins/bridgeport.sock)')
+    .option('--docker-host <url>', "dockerd's API, asked for the names of Docker's containers and networks on bridgeport networks (shown by ps, inspect, port, network ls and in metrics)", DEFAULT_DOCKER_HOST)
     .option('--cleanup', "remove every rule, program, map and sysctl change of this instance (both datapaths) and exit")
     .action(async (flags: DaemonFlags) => runDaemon(flags));
 

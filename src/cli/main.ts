@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { Command, Option } from 'commander';
 import { type DaemonFlags, runDaemon, VERSION } from '../daemon/main.js';
+import { DEFAULT_DOCKER_HOST } from '../docker/engine.js';
 import { BridgeportError } from '../model/errors.js';
 import type { PublishedPort } from '../model/state.js';
 import { ApiError, Client, ConnectError, DEFAULT_SOCKET } from './client.js';
@@ -99,7 +100,7 @@ export function buildProgram(): Command {
     .option('--conntrack-gc-interval <seconds>', 'eBPF: seconds between conntrack garbage collections', '10')
     .option('--xdp-mode <mode>', 'eBPF: where the deny list runs on the uplinks: native or generic XDP, tc (in the tc program), or auto (tc on a veth, else native XDP falling back to generic)', 'auto')
     .option('--docker-plugin <path>', 'serve the Docker network driver "bridgeport" on this unix socket ("" turns it off; default /run/docker/plugins/bridgeport.sock)')
-    .option('--docker-host <address>', "dockerd's API socket, asked which endpoints it still has", 'unix:///var/run/docker.sock')
+    .option('--docker-host <url>', "dockerd's API: asked for the names of Docker's containers and networks on bridgeport networks (ps, inspect, port, network ls, metrics), and by the reconciler which endpoints it still has", DEFAULT_DOCKER_HOST)
     .option('--docker-reconcile-interval <seconds>', 'seconds between removals of Docker endpoints and networks dockerd is done with (0: only at start)', '30')
     .option('--docker-reconcile-grace <seconds>', 'seconds a Docker endpoint or network must have existed before it may be removed that way', '60')
     .option('--cleanup', "remove every rule, program, map and sysctl change of this instance (both datapaths) and exit")

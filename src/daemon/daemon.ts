@@ -16,6 +16,7 @@ import { isRunning, resolveExecutable, startProcess, stopProcess } from '../host
 import { hostListeners } from '../host/sockets.js';
 import { type Addressing, allocateAddress, planAddressing, type SubnetInUse } from '../ipam/ipam.js';
 import { broadcast, cidrContains, cidrContainsCidr, cidrsOverlap, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
+import { displayNames, recordsShownAs } from '../model/display-names.js';
 import { BridgeportError, conflict, invalid, notFound } from '../model/errors.js';
 import { type FirewallRule, formatRule, parseFirewallRule, sameRule } from '../model/firewall.js';
 import { checkInterfaceName, checkName, RESERVED_NETWORKS } from '../model/names.js';
@@ -36,6 +37,7 @@ import type {
   EndpointRecord,
   NetworkOwner,
   NetworkRecord,
+  OwnerContainer,
   PublishedPort,
   State,
 } from '../model/state.js';
@@ -766,6 +768,42 @@ export class Daemon {
     });
   }
 
+  /**
+   * Records the names a front end gives its records (Docker's container and
+   * network names, looked up after the fact). They are only shown: nothing
+   * the datapath renders changes, so the state is saved without a render, and
+   * only the records named anew are copied. Keys no record has any more are
+   * skipped.
+   */
+  async nameOwned(frontEnd: FrontEnd, names: OwnerNames): Promise<void> {
+    await this.serialize(`name ${frontEnd} records`, async () => {
+      const state = this.state;
+      let changed = false;
+      const networks = state.networks.map((n) => {
+        const name = n.owner?.frontEnd === frontEnd ? names.networks.get(n.owner.key) : undefined;
+        if (!n.owner || name === undefined || n.owner.name === name) return n;
+        changed = true;
+        return { ...n, owner: { ...n.owner, name } };
+      });
+      const containers = state.containers.map((c) => {
+        let renamed = false;
+        const endpoints = c.endpoints.map((e) => {
+          const container = e.owner?.frontEnd === frontEnd ? names.endpoints.get(e.owner.key) : undefined;
+          if (!e.owner || !container || (e.owner.container?.id === container.id && e.owner.container.name === container.name)) return e;
+          renamed = true;
+          return { ...e, owner: { ...e.owner, container: { ...container } } };
+        });
+        if (!renamed) return c;
+        changed = true;
+        return { ...c, endpoints };
+      });
+      if (!changed) return;
+      const next: State = { ...state, networks, containers };
+      await this.store.save(next);
+      this.state = next;
+    });
+  }
+
   // --- plumbing ---------------------------------------------------------------
 
   private get portIndex(): PortIndex<PublishedPort> {
@@ -950,6 +988,14 @@ export interface NetworkSpec extends CreateNetworkRequest {
   owner?: NetworkOwner;
 }
 
+/** Names a front end gives its records, by its own keys (see Daemon.nameOwned). */
+export interface OwnerNames {
+  /** Network key → the front end's name of the network. */
+  networks: Map<string, string>;
+  /** Endpoint key → the container the front end attached it to. */
+  endpoints: Map<string, OwnerContainer>;
+}
+
 /** An endpoint a front end made, addressed by the front end's IPAM, before its sandbox exists. */
 export interface EndpointSpec {
   /** Network name or ID. */
@@ -1007,16 +1053,36 @@ function parseBool(key: string, value: string): boolean {
   throw invalid(`invalid value "${value}" for ${key}: use true or false`);
 }
 
+/** A network by record name or ID, else by the name its front end gives it (a Docker network's name). */
 export function findNetwork(state: State, name: string): NetworkRecord {
   const n = state.networks.find((x) => x.name === name || x.id === name || (name.length >= 12 && x.id.startsWith(name)));
-  if (!n) throw notFound(`network ${name} not found`);
-  return n;
+  if (n) return n;
+  const named = recordsShownAs(displayNames(state).networks, name);
+  if (named.length > 1) throw conflict(`network name ${name} is shared by records ${named.join(', ')}: name one of them`);
+  if (!named.length) throw notFound(`network ${name} not found`);
+  return state.networks.find((x) => x.name === named[0])!;
+}
+
+/**
+ * The records `name` names: the one of that record name or ID, else every
+ * record its front end names so (a Docker container on two bridgeport
+ * networks has a record per endpoint); none when nothing is called so.
+ */
+export function findContainers(state: State, name: string): ContainerRecord[] {
+  const c = state.containers.find((x) => x.name === name || x.id === name || (name.length >= 12 && x.id.startsWith(name)));
+  if (c) return [c];
+  const named = new Set(recordsShownAs(displayNames(state).containers, name));
+  return state.containers.filter((x) => named.has(x.name));
 }
 
 export function findContainer(state: State, name: string): ContainerRecord {
-  const c = state.containers.find((x) => x.name === name || x.id === name || (name.length >= 12 && x.id.startsWith(name)));
-  if (!c) throw notFound(`no such container: ${name}`);
-  return c;
+  const found = findContainers(state, name);
+  if (found.length > 1) {
+    const records = found.map((c) => `${c.name} (network ${c.endpoints.map((e) => e.network).join(', ')})`);
+    throw conflict(`container ${name} has several endpoint records, ${records.join(', ')}: name one of them`);
+  }
+  if (!found.length) throw notFound(`no such container: ${name}`);
+  return found[0]!;
 }
 
 const bridgeSpec = (n: NetworkRecord) => ({

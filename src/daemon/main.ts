@@ -13,11 +13,13 @@ import { defaultRouteInterface, getLink } from '../host/iproute.js';
 import { ephemeralPortRange, writeSysctl } from '../host/sysctl.js';
 import { parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
 import { DEFAULT_PLUGIN_SOCKET, serveDockerPlugin } from '../docker/driver.js';
-import { DEFAULT_DOCKER_HOST, DockerEngine } from '../docker/engine.js';
+import { DockerEngine } from '../docker/engine.js';
+import { DockerNames } from '../docker/names.js';
 import { DockerReconciler } from '../docker/reconciler.js';
 import { Metrics, parseMetricsAddr, serveMetrics } from '../metrics/metrics.js';
 import { BridgeportError, invalid, notFound } from '../model/errors.js';
-import { Daemon, findContainer, findNetwork } from './daemon.js';
+import { type DisplayNames, displayNames, shown } from '../model/display-names.js';
+import { Daemon, findContainer, findContainers, findNetwork } from './daemon.js';
 import { StateStore } from './state-store.js';
 import { containerSummary, inspectContainer, inspectNetwork, networkSummary, PSEUDO_NETWORKS } from './views.js';
 
@@ -43,8 +45,8 @@ export interface DaemonFlags {
   xdpMode: string;
   /** Where to serve dockerd's remote driver; undefined: the default path, "" none. */
   dockerPlugin?: string;
-  /** dockerd's API, asked by the reconciler which endpoints it still has. */
-  dockerHost?: string;
+  /** dockerd's Engine API: asked for the names of Docker's containers and networks, and by the reconciler which endpoints it still has. */
+  dockerHost: string;
   /** Seconds between runs of the Docker reconciler ("0": only at start). */
   dockerReconcileInterval?: string;
   /** Seconds a Docker endpoint or network must have existed before the reconciler may remove it. */
@@ -80,6 +82,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   const reconcileIntervalS = parseSeconds('--docker-reconcile-interval', flags.dockerReconcileInterval ?? '30');
   const reconcileGraceS = parseSeconds('--docker-reconcile-grace', flags.dockerReconcileGrace ?? '60');
   const ephemeral = flags.ephemeralPorts ? parsePortRange(flags.ephemeralPorts) : await ephemeralPortRange();
+  const engine = dockerEngine(flags.dockerHost);
 
   const uplinks = flags.uplink.length ? flags.uplink : [await defaultRouteInterface()].filter((x): x is string => !!x);
   for (const u of uplinks) if (!(await getLink(u))) throw invalid(`start daemon: --uplink ${u}: no such interface`);
@@ -120,18 +123,22 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   const socket = join(flags.runDir, 'bridgeport.sock');
   const server = await listen(routes(daemon, { reason, socket }), socket);
   log(`bridgeport ${VERSION} listening on unix://${socket}; datapath ${datapath.name} (${reason}); uplinks ${uplinks.join(', ') || 'none'}`);
-  const plugin = await startDockerPlugin(daemon, flags.dockerPlugin, server);
+  const names = new DockerNames(daemon, engine, log);
+  const plugin = await startDockerPlugin(daemon, flags.dockerPlugin, server, () => names.soon());
+  // Asks dockerd only while Docker's networks are in the state.
+  names.start();
   // Endpoints and networks dockerd is done with although bridgeport never heard (it was down, or dockerd was killed).
-  const reconciler = new DockerReconciler(daemon, new DockerEngine(flags.dockerHost || DEFAULT_DOCKER_HOST), { intervalS: reconcileIntervalS, graceS: reconcileGraceS }, log);
+  const reconciler = new DockerReconciler(daemon, engine, { intervalS: reconcileIntervalS, graceS: reconcileGraceS }, log);
   reconciler.start();
   let metricsServer: Server | undefined;
   if (metricsAddr) {
-    const metrics = new Metrics({ datapath, reason, model: () => daemon.model() });
+    const metrics = new Metrics({ datapath, reason, model: () => daemon.model(), names: () => displayNames(daemon.snapshot) });
     daemon.onOperation = (op, seconds, ok) => metrics.observeOperation(op, seconds, ok);
     metricsServer = await serveMetrics(metrics, metricsAddr, log);
     log(`metrics on http://${flags.metricsAddr}/metrics`);
   }
   await waitForSignal([server, ...(plugin ? [plugin] : [])]);
+  names.stop();
   reconciler.stop();
   metricsServer?.close();
   metricsServer?.closeAllConnections();
@@ -158,6 +165,12 @@ function parseSeconds(flag: string, text: string): number {
   return n;
 }
 
+/** `--docker-host unix:///path` (as DOCKER_HOST is written) or a bare path: dockerd's API is asked on a unix socket only. */
+function dockerEngine(host: string): DockerEngine {
+  if (!/^(unix:\/\/)?\/./.test(host)) throw invalid(`invalid --docker-host "${host}": use unix:///path/to/docker.sock`);
+  return new DockerEngine(host);
+}
+
 const XDP_MODES: readonly XdpMode[] = ['auto', 'native', 'generic', 'tc'];
 
 function parseXdpMode(text: string): XdpMode {
@@ -171,10 +184,10 @@ function parseXdpMode(text: string): XdpMode {
  * (several instances on one host) leaves this one without the driver, said in
  * the log; a path given explicitly must be served or the start fails.
  */
-async function startDockerPlugin(daemon: Daemon, path: string | undefined, api: Server): Promise<Server | undefined> {
+async function startDockerPlugin(daemon: Daemon, path: string | undefined, api: Server, named: () => void): Promise<Server | undefined> {
   if (path === '') return undefined;
   try {
-    const server = await serveDockerPlugin(daemon, path ?? DEFAULT_PLUGIN_SOCKET, log);
+    const server = await serveDockerPlugin(daemon, path ?? DEFAULT_PLUGIN_SOCKET, log, named);
     log(`docker network driver "bridgeport" on unix://${path ?? DEFAULT_PLUGIN_SOCKET}`);
     return server;
   } catch (err) {
@@ -222,10 +235,10 @@ function routes(daemon: Daemon, info: { reason: string; socket: string }): Route
     Containers: state().containers.length,
     PublishedPorts: state().containers.reduce((n, c) => n + c.ports.length, 0),
   }));
-  r.on('GET', '/v1/networks', async () => [
-    ...state().networks.map(networkSummary),
-    ...PSEUDO_NETWORKS,
-  ]);
+  r.on('GET', '/v1/networks', async () => {
+    const names = displayNames(state());
+    return [...state().networks.map((n) => networkSummary(n, names)), ...PSEUDO_NETWORKS];
+  });
   r.on('POST', '/v1/networks', async ({ body }) =>
     inspectNetwork(await daemon.createNetwork(checkBody<CreateNetworkRequest>(body, 'network create', SHAPES.createNetwork)), state()),
   );
@@ -238,7 +251,10 @@ function routes(daemon: Daemon, info: { reason: string; socket: string }): Route
   r.on('POST', '/v1/networks/:name/disconnect', async ({ params, body }) =>
     daemon.disconnect(params.name!, checkBody<{ container: string }>(body, 'disconnect', SHAPES.disconnect).container),
   );
-  r.on('GET', '/v1/containers', async () => Promise.all(state().containers.map((c) => containerSummary(c, state()))));
+  r.on('GET', '/v1/containers', async () => {
+    const names = displayNames(state());
+    return Promise.all(state().containers.map((c) => containerSummary(c, state(), names)));
+  });
   r.on('POST', '/v1/containers', async ({ body }) =>
     inspectContainer(await daemon.run(checkBody<RunRequest>(body, 'run', SHAPES.run)), state()),
   );
@@ -250,32 +266,47 @@ function routes(daemon: Daemon, info: { reason: string; socket: string }): Route
   r.on('GET', '/v1/firewall', async () => state().firewall ?? []);
   r.on('POST', '/v1/firewall/deny', async ({ body }) => daemon.firewallDeny(checkBody<{ cidr: string; port?: string }>(body, 'firewall deny', SHAPES.firewall)));
   r.on('POST', '/v1/firewall/allow', async ({ body }) => daemon.firewallAllow(checkBody<{ cidr: string; port?: string }>(body, 'firewall allow', SHAPES.firewall)));
-  r.on('GET', '/v1/stats', async ({ query }) => statsView(daemon.model(), await daemon.datapath.stats(), query.get('container') ?? undefined));
-  r.on('GET', '/v1/containers/:name/ports', async ({ params }) => findContainer(state(), params.name!).ports);
+  r.on('GET', '/v1/stats', async ({ query }) => {
+    const name = query.get('container') ?? undefined;
+    const records = name === undefined ? undefined : findContainers(state(), name).map((c) => c.name);
+    if (records && !records.length) throw notFound(`no such container: ${name}`);
+    return statsView(daemon.model(), await daemon.datapath.stats(), records, displayNames(state()));
+  });
+  // A Docker container's ports, whichever of its endpoint records holds them.
+  r.on('GET', '/v1/containers/:name/ports', async ({ params }) => {
+    const records = findContainers(state(), params.name!);
+    if (!records.length) throw notFound(`no such container: ${params.name}`);
+    return records.flatMap((c) => c.ports);
+  });
   return r;
 }
 
-/** Counters per container endpoint and per published port, labelled from the model (what `bridgeport stats` reads). */
-export function statsView(model: DatapathModel, stats: DatapathStats, container?: string) {
-  if (container && !model.endpoints.some((e) => e.container === container) && !model.ports.some((p) => p.container === container)) {
-    throw notFound(`no such container: ${container}`);
+/**
+ * Counters per container endpoint and per published port, labelled from the
+ * model by display names (what `bridgeport stats` reads); `containers`: only
+ * these records.
+ */
+export function statsView(model: DatapathModel, stats: DatapathStats, containers?: string[], names: DisplayNames = { containers: new Map(), networks: new Map() }) {
+  const wanted = containers && new Set(containers);
+  if (wanted && !model.endpoints.some((e) => wanted.has(e.container)) && !model.ports.some((p) => wanted.has(p.container))) {
+    throw notFound(`no such container: ${containers!.join(', ')}`);
   }
   const zero = { packets: 0, bytes: 0 };
   const endpoints = new Map(stats.endpoints.map((e) => [e.hostIf, e]));
   const ports = new Map(stats.ports.map((p) => [`${p.proto}/${p.hostIp}/${p.hostPort}`, p]));
-  const mine = <T extends { container: string }>(list: T[]) => list.filter((x) => !container || x.container === container);
+  const mine = <T extends { container: string }>(list: T[]) => list.filter((x) => !wanted || wanted.has(x.container));
   return {
     Time: Date.now(),
     Endpoints: mine(model.endpoints).map((e) => ({
-      Container: e.container,
-      Network: e.network,
+      Container: shown(names.containers, e.container),
+      Network: shown(names.networks, e.network),
       Rx: endpoints.get(e.hostIf)?.rx ?? zero,
       Tx: endpoints.get(e.hostIf)?.tx ?? zero,
     })),
     Ports: mine(model.ports).map((p) => {
       const s = ports.get(`${p.proto}/${p.hostIp}/${p.hostPort}`);
       return {
-        Container: p.container,
+        Container: shown(names.containers, p.container),
         Port: `${p.containerPort}/${p.proto}`,
         Host: `${p.hostIp}:${p.hostPort}`,
         In: s?.in ?? zero,

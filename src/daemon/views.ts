@@ -1,9 +1,15 @@
 import { exposedPorts } from '../datapath/model.js';
 import { isRunning } from '../host/process.js';
+import { type DisplayNames, displayNames, shown } from '../model/display-names.js';
 import { formatBinding } from '../model/port-spec.js';
 import type { ContainerRecord, NetworkRecord, State } from '../model/state.js';
 
-/** Docker-shaped JSON for inspect and listings, so `jq` paths users know keep working. */
+/**
+ * Docker-shaped JSON for inspect and listings, so `jq` paths users know keep
+ * working. Records are shown by their display names (a Docker container's or
+ * network's own name once known, model/display-names.ts); a front end's
+ * record also says its record name (`Record`) and the front end's IDs.
+ */
 
 type PortMap = Record<string, { HostIp: string; HostPort: string }[] | null>;
 
@@ -17,19 +23,26 @@ function portMap(c: ContainerRecord): PortMap {
   return out;
 }
 
-function networkMode(c: ContainerRecord, state: State): string {
+function networkMode(c: ContainerRecord, state: State, names: DisplayNames): string {
   if (c.mode === 'container') return `container:${state.containers.find((x) => x.name === c.joined)?.id ?? c.joined}`;
   if (c.mode !== 'bridge') return c.mode;
   const first = c.endpoints[0]?.network;
-  return first === undefined || state.networks.find((n) => n.name === first)?.isDefault ? 'bridge' : first;
+  return first === undefined || state.networks.find((n) => n.name === first)?.isDefault ? 'bridge' : shown(names.networks, first);
 }
 
-export async function inspectContainer(c: ContainerRecord, state: State): Promise<unknown> {
+/** Who made a front end's record, and its keys there; undefined for bridgeport's own. */
+function containerOwner(c: ContainerRecord): Record<string, string> | undefined {
+  const owner = c.endpoints.find((e) => e.owner)?.owner;
+  if (!owner) return undefined;
+  return { FrontEnd: owner.frontEnd, EndpointID: owner.key, NetworkID: owner.network, ContainerID: owner.container?.id ?? '' };
+}
+
+export async function inspectContainer(c: ContainerRecord, state: State, names: DisplayNames = displayNames(state)): Promise<unknown> {
   const running = await isRunning(c.pid, c.pidStart);
   const networks: Record<string, unknown> = {};
   for (const ep of c.endpoints) {
     const net = state.networks.find((n) => n.name === ep.network);
-    networks[ep.network] = {
+    networks[shown(names.networks, ep.network)] = {
       Links: c.links.filter((l) => state.containers.find((x) => x.name === l.name)?.endpoints.some((e) => e.network === ep.network)).map((l) => `${l.name}:${l.alias}`),
       Aliases: null,
       NetworkID: net?.id ?? '',
@@ -44,6 +57,7 @@ export async function inspectContainer(c: ContainerRecord, state: State): Promis
   }
   const primary = c.endpoints[0];
   const onDefault = primary && state.networks.find((n) => n.name === primary.network)?.isDefault;
+  const owner = containerOwner(c);
   return {
     Id: c.id,
     Created: c.created,
@@ -54,7 +68,8 @@ export async function inspectContainer(c: ContainerRecord, state: State): Promis
       Running: running,
       Pid: running ? c.pid : 0,
     },
-    Name: `/${c.name}`,
+    Name: `/${shown(names.containers, c.name)}`,
+    ...(owner ? { Record: c.name, Owner: owner } : {}),
     LogPath: c.logPath ?? '',
     HostsPath: c.hostsPath ?? '',
     Config: {
@@ -63,7 +78,7 @@ export async function inspectContainer(c: ContainerRecord, state: State): Promis
       ExposedPorts: Object.fromEntries(exposedPorts(c).flatMap((e) => range(e.start, e.end).map((p) => [`${p}/${e.proto}`, {}]))),
     },
     HostConfig: {
-      NetworkMode: networkMode(c, state),
+      NetworkMode: networkMode(c, state, names),
       PublishAllPorts: c.publishAll,
       Links: c.links.map((l) => `/${l.name}:/${c.name}/${l.alias}`),
       PortBindings: Object.fromEntries(
@@ -85,27 +100,32 @@ export async function inspectContainer(c: ContainerRecord, state: State): Promis
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 
-export async function containerSummary(c: ContainerRecord, state: State): Promise<Record<string, unknown>> {
+/**
+ * One row of `ps`. A Docker container on two bridgeport networks has a record
+ * per endpoint: both rows show its name, each with its own network.
+ */
+export async function containerSummary(c: ContainerRecord, state: State, names: DisplayNames = displayNames(state)): Promise<Record<string, unknown>> {
   const running = await isRunning(c.pid, c.pidStart);
   return {
     ID: c.id.slice(0, 12),
-    Names: c.name,
+    Names: shown(names.containers, c.name),
+    ...(containerOwner(c) ? { Record: c.name } : {}),
     Command: c.cmd.join(' '),
     CreatedAt: c.created,
     State: c.pid === undefined ? 'external' : running ? 'running' : 'exited',
     Ports: c.ports.map(formatBinding).join(', '),
-    Networks: c.mode === 'bridge' ? c.endpoints.map((e) => e.network).join(',') : networkMode(c, state),
+    Networks: c.mode === 'bridge' ? c.endpoints.map((e) => shown(names.networks, e.network)).join(',') : networkMode(c, state, names),
     IPAddress: c.endpoints.map((e) => e.ip).join(','),
   };
 }
 
-export function inspectNetwork(n: NetworkRecord, state: State): unknown {
+export function inspectNetwork(n: NetworkRecord, state: State, names: DisplayNames = displayNames(state)): unknown {
   const containers: Record<string, unknown> = {};
   for (const c of state.containers) {
     const ep = c.endpoints.find((e) => e.network === n.name);
     if (!ep) continue;
     containers[c.id] = {
-      Name: c.name,
+      Name: shown(names.containers, c.name),
       EndpointID: `${c.id.slice(0, 32)}${ep.hostIf}`,
       MacAddress: ep.mac,
       IPv4Address: `${ep.ip}/${ep.prefix}`,
@@ -113,7 +133,8 @@ export function inspectNetwork(n: NetworkRecord, state: State): unknown {
     };
   }
   return {
-    Name: n.name,
+    Name: shown(names.networks, n.name),
+    ...(n.owner ? { Record: n.name, Owner: { FrontEnd: n.owner.frontEnd, NetworkID: n.owner.key } } : {}),
     Id: n.id,
     Created: n.created,
     Scope: 'local',
@@ -141,8 +162,19 @@ export function inspectNetwork(n: NetworkRecord, state: State): unknown {
   };
 }
 
-export function networkSummary(n: NetworkRecord): Record<string, unknown> {
-  return { ID: n.id.slice(0, 12), Name: n.name, Driver: 'bridge', Scope: 'local', Subnet: n.subnet, Gateway: n.gateway, Bridge: n.bridge, Internal: n.internal, ICC: n.icc };
+export function networkSummary(n: NetworkRecord, names: DisplayNames): Record<string, unknown> {
+  return {
+    ID: n.id.slice(0, 12),
+    Name: shown(names.networks, n.name),
+    ...(n.owner ? { Record: n.name } : {}),
+    Driver: 'bridge',
+    Scope: 'local',
+    Subnet: n.subnet,
+    Gateway: n.gateway,
+    Bridge: n.bridge,
+    Internal: n.internal,
+    ICC: n.icc,
+  };
 }
 
 /** `host` and `none` are networks in Docker's listing too, with drivers of their own. */

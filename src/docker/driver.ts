@@ -34,7 +34,11 @@ const idOfBody = (body: unknown, field: 'NetworkID' | 'EndpointID'): string => {
   return v;
 };
 
-export function driverHandlers(daemon: Daemon): Record<string, Handler> {
+/**
+ * `named`: told (and not waited for) after each call that gives dockerd
+ * something new to name, a network or a joined container.
+ */
+export function driverHandlers(daemon: Daemon, named: () => void = () => undefined): Record<string, Handler> {
   const state = () => daemon.snapshot;
   const nothing = async (): Promise<unknown> => ({});
   return {
@@ -45,6 +49,7 @@ export function driverHandlers(daemon: Daemon): Record<string, Handler> {
     '/NetworkDriver.CreateNetwork': async (body) => {
       const spec = wrap('create network', () => networkSpec(body as CreateNetworkRequest));
       await daemon.createNetwork(spec);
+      named();
       return {};
     },
     '/NetworkDriver.DeleteNetwork': async (body) => {
@@ -76,6 +81,7 @@ export function driverHandlers(daemon: Daemon): Record<string, Handler> {
         DisableGatewayService: network.internal,
       };
       if (!network.internal) answer.Gateway = network.gateway;
+      named();
       return answer;
     },
     '/NetworkDriver.Leave': async (body) => {
@@ -122,8 +128,8 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /** Serves the driver on `socketPath`; errors are HTTP 200 with {"Err": "..."}, as dockerd expects. */
-export async function serveDockerPlugin(daemon: Daemon, socketPath: string, log: (msg: string) => void): Promise<Server> {
-  const handlers = driverHandlers(daemon);
+export async function serveDockerPlugin(daemon: Daemon, socketPath: string, log: (msg: string) => void, named?: () => void): Promise<Server> {
+  const handlers = driverHandlers(daemon, named);
   await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = new URL(req.url ?? '/', 'http://plugin').pathname;

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Datapath, DatapathModel, DatapathStats, Counter as DpCounter } from '../datapath/datapath.js';
+import { type DisplayNames, shown } from '../model/display-names.js';
 import { invalid } from '../model/errors.js';
 
 /**
@@ -12,7 +13,14 @@ export interface MetricsSource {
   datapath: Datapath;
   reason: string;
   model(): DatapathModel;
+  /**
+   * The names container and network labels show (a Docker container's and
+   * network's own names once known); record names when absent.
+   */
+  names?(): DisplayNames;
 }
+
+const NO_NAMES: DisplayNames = { containers: new Map(), networks: new Map() };
 
 /** The operation label: the command without its arguments ("network create web" → network_create). */
 export function operationName(op: string): string {
@@ -88,11 +96,12 @@ export class Metrics {
     const stats = await this.source.datapath.stats();
     this.scrapeDuration.set(Number(process.hrtime.bigint() - started) / 1e9);
     const model = this.source.model();
-    this.fill(stats, model);
-    return withoutGaugeTotals(await this.registry.metrics()) + portFamilies(model, stats);
+    const names = this.source.names?.() ?? NO_NAMES;
+    this.fill(stats, model, names);
+    return withoutGaugeTotals(await this.registry.metrics()) + portFamilies(model, stats, names);
   }
 
-  private fill(stats: DatapathStats, model: DatapathModel): void {
+  private fill(stats: DatapathStats, model: DatapathModel, names: DisplayNames): void {
     for (const m of [
       this.datapathInfo,
       this.endpointPackets,
@@ -118,8 +127,9 @@ export class Metrics {
     const endpointStats = new Map(stats.endpoints.map((e) => [e.hostIf, e]));
     for (const e of model.endpoints) {
       const s = endpointStats.get(e.hostIf);
-      set(this.endpointPackets, this.endpointBytes, { network: e.network, container: e.container, direction: 'rx' }, s?.rx);
-      set(this.endpointPackets, this.endpointBytes, { network: e.network, container: e.container, direction: 'tx' }, s?.tx);
+      const labels = { network: shown(names.networks, e.network), container: shown(names.containers, e.container) };
+      set(this.endpointPackets, this.endpointBytes, { ...labels, direction: 'rx' }, s?.rx);
+      set(this.endpointPackets, this.endpointBytes, { ...labels, direction: 'tx' }, s?.tx);
     }
 
     const masqStats = new Map(stats.masquerade.map((m) => [m.bridge, m]));
@@ -127,9 +137,10 @@ export class Metrics {
     for (const n of model.networks) {
       if (!n.masquerade || n.internal) continue;
       const s = masqStats.get(n.bridge);
-      set(this.masqPackets, this.masqBytes, { network: n.name, direction: 'out' }, s?.out);
-      set(this.masqPackets, this.masqBytes, { network: n.name, direction: 'in' }, s?.in);
-      this.natPorts.set({ network: n.name }, natPorts.get(n.bridge) ?? 0);
+      const network = shown(names.networks, n.name);
+      set(this.masqPackets, this.masqBytes, { network, direction: 'out' }, s?.out);
+      set(this.masqPackets, this.masqBytes, { network, direction: 'in' }, s?.in);
+      this.natPorts.set({ network }, natPorts.get(n.bridge) ?? 0);
     }
 
     for (const [reason, c] of Object.entries(stats.drops)) set(this.drops, this.dropBytes, { reason }, c);
@@ -169,9 +180,10 @@ const escapeLabel = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g
  * The per-port families, written directly: with thousands of published ports
  * they are most of the scrape, and plain string building is several times
  * cheaper than a labelled metric per series. Every published port has its
- * series from the moment it is published (zero until traffic).
+ * series from the moment it is published (zero until traffic). Only Docker's
+ * records are in `names`: a map look-up per port, nothing more.
  */
-export function portFamilies(model: DatapathModel, stats: DatapathStats): string {
+export function portFamilies(model: DatapathModel, stats: DatapathStats, names: DisplayNames = NO_NAMES): string {
   const byKey = new Map(stats.ports.map((p) => [`${p.proto}/${p.hostIp}/${p.hostPort}`, p]));
   const packets: string[] = [
     '# HELP bridgeport_published_port_packets_total Packets through a published port: in toward the container, out its replies.',
@@ -187,7 +199,7 @@ export function portFamilies(model: DatapathModel, stats: DatapathStats): string
     if (seen.has(key)) continue;
     seen.add(key);
     const s = byKey.get(key);
-    const base = `network="${escapeLabel(p.network)}",container="${escapeLabel(p.container)}",proto="${p.proto}",host_ip="${p.hostIp}",host_port="${p.hostPort}",container_port="${p.containerPort}"`;
+    const base = `network="${escapeLabel(shown(names.networks, p.network))}",container="${escapeLabel(shown(names.containers, p.container))}",proto="${p.proto}",host_ip="${p.hostIp}",host_port="${p.hostPort}",container_port="${p.containerPort}"`;
     packets.push(`bridgeport_published_port_packets_total{${base},direction="in"} ${s?.in.packets ?? 0}`);
     packets.push(`bridgeport_published_port_packets_total{${base},direction="out"} ${s?.out.packets ?? 0}`);
     bytes.push(`bridgeport_published_port_bytes_total{${base},direction="in"} ${s?.in.bytes ?? 0}`);

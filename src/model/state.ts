@@ -41,6 +41,11 @@ export interface NetworkOwner {
   frontEnd: 'docker';
   /** Docker's network ID. */
   key: string;
+  /**
+   * The front end's name of the network, looked up after the fact (dockerd
+   * does not send it); absent until known. For views and metrics only.
+   */
+  name?: string;
 }
 
 export interface EndpointOwner {
@@ -49,6 +54,18 @@ export interface EndpointOwner {
   key: string;
   /** Docker's network ID. */
   network: string;
+  /**
+   * The container the front end attached the endpoint to, looked up after the
+   * fact (dockerd sends neither); absent until known. For views and metrics only.
+   */
+  container?: OwnerContainer;
+}
+
+export interface OwnerContainer {
+  /** Docker's container ID. */
+  id: string;
+  /** Docker's container name, without its leading "/". */
+  name: string;
 }
 
 export interface EndpointRecord {

@@ -14,12 +14,24 @@ import { startEchoServer } from '../helpers/traffic.js';
  */
 const FIXTURE_DIR = path.dirname(FIXTURES.echoServer);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const METRICS_PORT = 19478;
+
+/** Polls `get` until `done` holds of its value (Docker's names are looked up shortly after the fact); the last value otherwise. */
+async function eventually<T>(get: () => Promise<T>, done: (v: T) => boolean, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await get();
+    if (done(v) || Date.now() > deadline) return v;
+    await sleep(200);
+  }
+}
 
 describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
   let topo: Topology | undefined;
   let dk: Dockerd | undefined;
   let d: DaemonHandle | undefined;
   let unavailable: string | undefined;
+  let daemonArgs: string[] = [];
 
   beforeAll(async () => {
     topo = await createTopology();
@@ -33,7 +45,11 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
       console.warn(`[bridgeport] skipping the docker driver scenarios (${datapath}): dockerd cannot start here: ${err.message}`);
       return;
     }
-    d = await topo.startDaemon({ datapath, enter: dk.enter, args: ['--docker-plugin', dk.pluginSocket, '--ephemeral-ports', '40000-40099'] });
+    daemonArgs = [
+      '--docker-plugin', dk.pluginSocket, '--docker-host', `unix://${dk.socket}`,
+      '--ephemeral-ports', '40000-40099', '--metrics-addr', `127.0.0.1:${METRICS_PORT}`,
+    ];
+    d = await topo.startDaemon({ datapath, enter: dk.enter, args: daemonArgs });
   }, 120_000);
 
   afterAll(async () => {
@@ -91,7 +107,8 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
   };
 
   const bpInspect = async (rec: string): Promise<any> => ((await d!.cliJson(['inspect', rec])) as any[])[0];
-  const bpRecords = async (): Promise<string[]> => ((await d!.cliJson(['ps', '--json'])) as any[]).map((c) => c.Names);
+  /** Record names (a Docker container's name shown in ps comes once looked up; the record name stays). */
+  const bpRecords = async (): Promise<string[]> => ((await d!.cliJson(['ps', '--json'])) as any[]).map((c) => c.Record ?? c.Names);
   const veths = async (): Promise<string[]> =>
     (await topo!.inHost('ip', ['-o', 'link', 'show', 'type', 'veth'])).stdout
       .split('\n')
@@ -127,6 +144,9 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
     });
     expect((await topo!.inHost('ip', ['-o', 'addr', 'show', 'dev', 'bpd-opts'])).stdout).toContain('10.66.1.254/24');
 
+    // Docker's name of the network, looked up after the fact; then nothing changes the listing.
+    const listed = await eventually(async () => (await d.cliJson(['network', 'ls', '--json'])) as any[], (l) => l.some((n) => n.Name === 'opts'));
+    expect(listed.find((n) => n.Record === `docker-${id.slice(0, 12)}`)?.Name).toBe('opts');
     const before = (await d.cliJson(['network', 'ls', '--json'])) as any[];
     const bad = await dk!.docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.66.2.0/24', '-o', 'com.example.colour=red', 'bad']);
     expect(bad.exitCode).not.toBe(0);
@@ -336,4 +356,71 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
     await docker(['rm', '-f', 'dur2']);
     await docker(['network', 'rm', 'durable']);
   });
+
+  it("Docker's names: ps, inspect, port, network ls and metrics show them; the endpoint ID while dockerd cannot be asked", async (ctx) => {
+    const { topo, d } = env(ctx);
+    const netId = await createNetwork('names', '10.66.13.0/24');
+    await docker(['run', '-d', '--name', 'web', '--network', 'names', '-p', '8094:80', IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
+    const rec = await record('web', 'names');
+    const containerId = await docker(['inspect', 'web', '--format', '{{.Id}}']);
+    const ps = async () => (await d.cliJson(['ps', '--json'])) as any[];
+    const row = await eventually(async () => (await ps()).find((c) => c.Record === rec), (c) => c?.Names === 'web');
+    expect(row).toMatchObject({ Names: 'web', Record: rec, Networks: 'names', Ports: '0.0.0.0:8094->80/tcp' });
+    expect((await d.cli(['ps'])).stdout.split('\n').find((l) => l.includes('8094'))).toMatch(/\bweb\s+names\s*$/);
+
+    const doc = await bpInspect('web');
+    expect(doc).toMatchObject({ Name: '/web', Record: rec, Owner: { FrontEnd: 'docker', ContainerID: containerId, NetworkID: netId } });
+    expect(Object.keys(doc.NetworkSettings.Networks)).toEqual(['names']);
+    expect(doc.NetworkSettings.Ports).toEqual({ '80/tcp': [{ HostIp: '0.0.0.0', HostPort: '8094' }] });
+    expect((await d.cli(['port', 'web'])).stdout.trim()).toBe('80/tcp -> 0.0.0.0:8094');
+    expect((await d.cli(['port', rec])).stdout.trim()).toBe('80/tcp -> 0.0.0.0:8094');
+
+    const nets = await eventually(async () => (await d.cliJson(['network', 'ls', '--json'])) as any[], (l) => l.some((n) => n.Name === 'names'));
+    expect(nets.find((n) => n.Name === 'names')).toMatchObject({ Record: `docker-${netId.slice(0, 12)}` });
+    expect((await d.cli(['network', 'ls'])).stdout).toMatch(/\bnames\s+bridge\s+local\s+10\.66\.13\.0\/24/);
+    const net = ((await d.cliJson(['network', 'inspect', 'names'])) as any[])[0];
+    expect(net.Name).toBe('names');
+    expect(Object.values(net.Containers).map((c: any) => c.Name)).toEqual(['web']);
+
+    const metrics = (await topo.inHost('curl', ['-sS', '--fail', `http://127.0.0.1:${METRICS_PORT}/metrics`])).stdout;
+    expect(metrics).toContain('bridgeport_published_port_packets_total{network="names",container="web",proto="tcp",host_ip="0.0.0.0",host_port="8094",container_port="80",direction="in"}');
+    expect(metrics).toContain('bridgeport_endpoint_packets_total{network="names",container="web",direction="rx"}');
+    expect(metrics).not.toContain(rec);
+
+    // On two networks: a record per endpoint, both shown by the container's name, each with its network.
+    // (Without -p: dockerd 20.10 sends the port map with the second endpoint too, which bridgeport refuses as taken.)
+    await createNetwork('names2', '10.66.14.0/24');
+    await docker(['run', '-d', '--name', 'multi', '--network', 'names', IMAGE, 'sleep', '600']);
+    await docker(['network', 'connect', 'names2', 'multi']);
+    const multi = [await record('multi', 'names'), await record('multi', 'names2')];
+    const rows = await eventually(async () => (await ps()).filter((c) => c.Names === 'multi'), (l) => l.length === 2);
+    expect(rows.map((c) => [c.Record, c.Networks]).sort()).toEqual([[multi[0], 'names'], [multi[1], 'names2']].sort());
+    const both = await d.cli(['port', 'multi']);
+    expect([both.exitCode, both.stdout.trim()]).toEqual([0, '']);
+    expect((await d.cli(['inspect', 'multi'])).stderr).toMatch(/container multi has several endpoint records, docker-.*: name one of them/);
+    expect((await bpInspect(multi[1]!)).Name).toBe('/multi');
+    await docker(['rm', '-f', 'multi']);
+
+    // dockerd cannot be asked: what is known stays, a new container shows its endpoint ID; logged once.
+    await d.stop();
+    await d.restart({ args: [...daemonArgs, '--docker-host', 'unix:///nonexistent.sock'] });
+    await docker(['run', '-d', '--name', 'web2', '--network', 'names', IMAGE, 'sleep', '600']);
+    const rec3 = await record('web2', 'names');
+    // Asked (and failed) at the start and after the Join, and again while web2 has no name.
+    await eventually(async () => d.logs(), (l) => l.includes('cannot ask dockerd at unix:///nonexistent.sock'));
+    await sleep(1_500);
+    const unasked = await ps();
+    expect(unasked.find((c) => c.Record === rec3)?.Names).toBe(rec3);
+    expect(unasked.find((c) => c.Record === rec)?.Names).toBe('web');
+    expect((await d.cli(['port', 'web'])).stdout.trim()).toBe('80/tcp -> 0.0.0.0:8094');
+    expect(d.logs().split('cannot ask dockerd at unix:///nonexistent.sock').length - 1, d.logs()).toBe(1);
+    // Asked again at the next start.
+    await d.stop();
+    await d.restart({ args: daemonArgs });
+    const named = await eventually(async () => (await ps()).find((c) => c.Record === rec3), (c) => c?.Names === 'web2');
+    expect(named?.Names).toBe('web2');
+
+    await docker(['rm', '-f', 'web', 'web2']);
+    await docker(['network', 'rm', 'names', 'names2']);
+  }, 180_000);
 });

@@ -33,6 +33,8 @@ export interface Dockerd {
   enter: readonly string[];
   /** The driver socket inside that mount namespace (where dockerd looks for driver "bridgeport"). */
   pluginSocket: string;
+  /** dockerd's API socket (-H), for bridgeport's --docker-host. */
+  socket: string;
   docker(args: string[], opts?: { timeoutMs?: number; input?: string }): Promise<CommandResult>;
   /** docker, failing the test on a non-zero exit; returns stdout trimmed. */
   ok(args: string[], opts?: { timeoutMs?: number }): Promise<string>;
@@ -271,6 +273,7 @@ export async function startDockerd(topo: Topology, firstArgs: string[] = []): Pr
   return {
     enter,
     pluginSocket: '/run/docker/plugins/bridgeport.sock',
+    socket: sock,
     docker,
     async ok(args, opts) {
       const r = await docker(args, opts);

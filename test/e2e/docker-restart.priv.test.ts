@@ -90,7 +90,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
   };
 
   const dockerRecords = async (): Promise<string[]> =>
-    ((await d!.cliJson(['ps', '--json'])) as any[]).map((c) => c.Names as string).filter((n) => n.startsWith('docker-'));
+    ((await d!.cliJson(['ps', '--json'])) as any[]).map((c) => (c.Record ?? c.Names) as string).filter((n) => n.startsWith('docker-'));
   const veths = async (): Promise<string[]> =>
     (await topo!.inHost('ip', ['-o', 'link', 'show', 'type', 'veth'])).stdout
       .split('\n')

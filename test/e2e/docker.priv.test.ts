@@ -388,18 +388,27 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
     expect(metrics).not.toContain(rec);
 
     // On two networks: a record per endpoint, both shown by the container's name, each with its network.
-    // (Without -p: dockerd 20.10 sends the port map with the second endpoint too, which bridgeport refuses as taken.)
+    // Its ports are published once, by the gateway endpoint (ProgramExternalConnectivity), though dockerd
+    // sends the port map with the second endpoint too.
     await createNetwork('names2', '10.66.14.0/24');
-    await docker(['run', '-d', '--name', 'multi', '--network', 'names', IMAGE, 'sleep', '600']);
+    await docker(['run', '-d', '--name', 'multi', '--network', 'names', '-p', '8095:80', IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www']);
     await docker(['network', 'connect', 'names2', 'multi']);
     const multi = [await record('multi', 'names'), await record('multi', 'names2')];
     const rows = await eventually(async () => (await ps()).filter((c) => c.Names === 'multi'), (l) => l.length === 2);
     expect(rows.map((c) => [c.Record, c.Networks]).sort()).toEqual([[multi[0], 'names'], [multi[1], 'names2']].sort());
     const both = await d.cli(['port', 'multi']);
-    expect([both.exitCode, both.stdout.trim()]).toEqual([0, '']);
+    expect([both.exitCode, both.stdout.trim()]).toEqual([0, '80/tcp -> 0.0.0.0:8095']);
+    expect((await d.cli(['port', multi[1]!])).stdout.trim()).toBe('');
+    const page = `http://${topo.hostIp}:8095/`;
+    expect(await curl(topo.inClient, page)).toBe('bridgeport');
+    // Disconnecting the second network leaves the port; the first network's endpoint still holds it.
+    await docker(['network', 'disconnect', 'names2', 'multi']);
+    expect(await curl(topo.inClient, page)).toBe('bridgeport');
+    await docker(['network', 'connect', 'names2', 'multi']);
     expect((await d.cli(['inspect', 'multi'])).stderr).toMatch(/container multi has several endpoint records, docker-.*: name one of them/);
-    expect((await bpInspect(multi[1]!)).Name).toBe('/multi');
+    expect((await bpInspect((await record('multi', 'names2'))!)).Name).toBe('/multi');
     await docker(['rm', '-f', 'multi']);
+    expect(await curl(topo.inClient, page), 'unpublished with its container').toBeUndefined();
 
     // dockerd cannot be asked: what is known stays, a new container shows its endpoint ID; logged once.
     await d.stop();

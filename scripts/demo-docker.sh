@@ -129,7 +129,7 @@ mkdir -p "$work/state" "$work/run" "$work/cli" "$work/docker"
 # Its default network (--bip) apart from dockerd's docker0 (10.211.0.0/24 below).
 nsenter --target="$holder_pid" --mount --net -- "$repo/bin/bridgeport" daemon --datapath auto --uplink uplink0 \
   --bip 10.212.0.1/24 --state-dir "$work/state" --run-dir "$work/run" --metrics-addr '' \
-  --docker-plugin /run/docker/plugins/bridgeport.sock >"$work/daemon.log" 2>&1 &
+  --docker-plugin /run/docker/plugins/bridgeport.sock --docker-host "unix://$work/docker.sock" >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do
   bp status >/dev/null 2>&1 && break
@@ -184,10 +184,13 @@ esac
 step "what bridgeport installed"
 net_id=$(dk network inspect -f '{{.Id}}' web)
 echo "docker network web = bridgeport network docker-${net_id:0:12}"
+# Docker's names come from dockerd's API, asked after the Join (--docker-host).
+for _ in $(seq 50); do bp ps | grep -q ' web ' && break; sleep 0.2; done
 bp network ls
 echo
 bp ps
-for c in $(bp ps -q); do echo "bridgeport port $c:"; bp port "$c"; done
+echo "bridgeport port web:"
+bp port web
 echo "(dockerd never shows a remote driver's ports: docker port web prints '$(dk port web)')"
 datapath=$(bp status --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).Datapath))')
 if [ "$datapath" = ebpf ]; then

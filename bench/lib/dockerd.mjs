@@ -231,6 +231,9 @@ export class DockerBed extends NamespaceProcesses {
       '',
       '--docker-plugin',
       '/run/docker/plugins/bridgeport.sock',
+      // This dockerd's API: names and the reconciler ask it, not the host's.
+      '--docker-host',
+      `unix://${this.sock}`,
     ];
     this.daemon = new Child(execa(argv[0], argv.slice(1), { reject: false, stdin: 'ignore', stdout: fd, stderr: fd }), 'bridgeport daemon');
     closeSync(fd);

@@ -66,18 +66,6 @@ export class DockerEngine {
     const raw = (await this.get(`/networks/${encodeURIComponent(id)}`)) as RawNetwork | null;
     return raw && toNetwork(raw);
   }
-
-  /** Every network of `driver` with its endpoints (the list omits them, so each is asked for). */
-  async networksOfDriver(driver: string): Promise<EngineNetwork[]> {
-    const filters = encodeURIComponent(JSON.stringify({ driver: [driver] }));
-    const list = ((await this.get(`/networks?filters=${filters}`)) as RawNetwork[] | null) ?? [];
-    const out: EngineNetwork[] = [];
-    for (const n of list) {
-      const full = await this.network(n.Id);
-      if (full) out.push(full);
-    }
-    return out;
-  }
 }
 
 interface RawNetwork {

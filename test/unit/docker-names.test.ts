@@ -1,3 +1,4 @@
+import { dockerEndpointRecord } from '../helpers/records.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,38 +40,9 @@ const network = (name: string, subnet: string, owner?: NetworkRecord['owner']): 
   created: '2026-12-01T00:00:00.000Z',
 });
 
-/** A record like the driver's: one endpoint of Docker's, named docker-<endpoint ID's first 12>. */
-const dockerEndpoint = (key: string, net: NetworkRecord, ip: string, container?: { id: string; name: string }): ContainerRecord => ({
-  id: `${key.slice(0, 8)}-record-id`,
-  name: `docker-${key.slice(0, 12)}`,
-  mode: 'bridge',
-  sandboxKey: `/var/run/docker/netns/${key.slice(0, 6)}`,
-  ownsSandbox: false,
-  joined: undefined,
-  hostname: '',
-  cmd: [],
-  pid: undefined,
-  pidStart: undefined,
-  logPath: undefined,
-  hostsPath: undefined,
-  endpoints: [
-    {
-      network: net.name,
-      ip,
-      prefix: 24,
-      gateway: net.gateway,
-      mac: '02:42:0a:42:00:02',
-      hostIf: `veth${key.slice(0, 7)}`,
-      sandboxIf: `vc${key.slice(0, 7)}`,
-      owner: { frontEnd: 'docker', key, network: net.owner?.key ?? '', ...(container ? { container } : {}) },
-    },
-  ],
-  ports: [],
-  exposed: [],
-  publishAll: false,
-  links: [],
-  created: '2026-12-01T00:00:00.000Z',
-});
+/** A record like the driver's, on `net`. */
+const dockerEndpoint = (key: string, net: NetworkRecord, ip: string, container?: { id: string; name: string }): ContainerRecord =>
+  dockerEndpointRecord({ key, network: net.name, networkId: net.owner?.key ?? '', ip, gateway: net.gateway, sandboxKey: `/var/run/docker/netns/${key.slice(0, 6)}`, container });
 
 /** Two Docker networks (a named "web", b not yet), container web on both, one unnamed endpoint, and bridgeport's own "api". */
 function fixture(): State {

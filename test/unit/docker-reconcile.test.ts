@@ -1,3 +1,4 @@
+import { dockerEndpointRecord } from '../helpers/records.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -37,37 +38,7 @@ function network(key: string, created = ago(3600)): NetworkRecord {
 }
 
 function endpoint(key: string, net: string, opts: { sandboxKey?: string; created?: string } = {}): ContainerRecord {
-  return {
-    id: id('9'),
-    name: `docker-${key.slice(0, 12)}`,
-    mode: 'bridge',
-    sandboxKey: opts.sandboxKey ?? '',
-    ownsSandbox: false,
-    joined: undefined,
-    hostname: '',
-    cmd: [],
-    pid: undefined,
-    pidStart: undefined,
-    logPath: undefined,
-    hostsPath: undefined,
-    endpoints: [
-      {
-        network: `docker-${net.slice(0, 12)}`,
-        ip: '10.66.0.2',
-        prefix: 24,
-        gateway: '10.66.0.1',
-        mac: '02:42:0a:42:00:02',
-        hostIf: `veth${key.slice(0, 7)}`,
-        sandboxIf: `vc${key.slice(0, 7)}`,
-        owner: { frontEnd: 'docker', key, network: net },
-      },
-    ],
-    ports: [],
-    exposed: [],
-    publishAll: false,
-    links: [],
-    created: opts.created ?? ago(3600),
-  };
+  return dockerEndpointRecord({ key, network: `docker-${net.slice(0, 12)}`, networkId: net, id: id('9'), sandboxKey: opts.sandboxKey, created: opts.created ?? ago(3600) });
 }
 
 /** bridgeport's own container on its default network: never the reconciler's business. */

@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # BPF C: one object per attach point (bpf/*.c), plus small programs the tests
 # load (test/bpf/progs/*.c). -Werror: a warning in the datapath is a bug.
 ARCH_INCLUDE := /usr/include/$(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
-BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I bpf/include -I bpf -I $(ARCH_INCLUDE)
+BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -Werror -I bpf/include -I bpf -I $(ARCH_INCLUDE)
 BPF_SRC := $(wildcard bpf/*.c)
 BPF_OBJ := $(patsubst bpf/%.c,bpf/obj/%.o,$(BPF_SRC))
 BPF_TEST_SRC := $(wildcard test/bpf/progs/*.c)

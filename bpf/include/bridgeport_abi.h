@@ -124,6 +124,8 @@ struct bp_frag_key {
 #define BP_CT_REPLY      (1U << 2) /* the reply direction of a flow */
 #define BP_CT_MASQUERADE (1U << 3) /* a container's egress flow */
 #define BP_CT_PUBLISHED  (1U << 4) /* a flow through a published port (origin says which) */
+#define BP_CT_DETACHED   (1U << 5) /* an original direction whose reply tuple a new flow took over: translates
+				      nothing, kept so that its tuple's next flow is written in place */
 
 #define BP_TCP_SYN (1U << 0)
 #define BP_TCP_ACK (1U << 1)
@@ -226,6 +228,7 @@ enum bp_drop_reason {
 	BP_DROP_NAT_PORTS_EXHAUSTED = 8,
 	BP_DROP_INVALID_PACKET = 9,
 	BP_DROP_TUPLE_CLASH = 10, /* a new flow's translated tuple is held by a live flow, and no port of its own is free */
+	BP_DROP_STALE_FLOW = 11,  /* a TCP segment other than a SYN, out of a masquerading network, of no flow bridgeport tracks */
 	BP_DROP_MAX = 16,
 };
 

@@ -66,8 +66,9 @@ static __always_inline int bp_is_syn(const struct bp_packet *p)
 }
 
 /*
- * The entry of the packet's tuple. A SYN in the original direction is checked
- * against the flow it lands on:
+ * The entry of the packet's tuple. A detached entry (its reply tuple went to
+ * another flow, see bp_ct_claim) is none: no packet is translated by it. A
+ * SYN in the original direction is checked against the flow it lands on:
  *  - the pair is broken (the reply tuple went to another flow, or was
  *    evicted): the stale entry goes, the SYN starts a new flow (NULL);
  *  - the flow is live: a retransmitted SYN, same entry;
@@ -82,6 +83,8 @@ static __always_inline int bp_is_syn(const struct bp_packet *p)
 static __always_inline struct bp_ct_value *bp_ct_lookup(struct bp_packet *p)
 {
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
+	if (ct && (ct->flags & BP_CT_DETACHED))
+		return 0;
 	if (!ct || !bp_is_syn(p) || (ct->flags & BP_CT_REPLY))
 		return ct;
 	struct bp_ct_key rkey;
@@ -223,11 +226,16 @@ static __always_inline int bp_tw_accepts(const struct bp_ct_value *o, const stru
  *  - its pair is broken (stale, see bp_ct_partner): taken over;
  *  - it is a closed TCP flow (FIN both ways, or a RST), the new flow starts
  *    with a SYN and the far end would accept that SYN (bp_tw_accepts): taken
- *    over, both of the old flow's entries deleted together;
+ *    over. The reply entry is rewritten in place for the new flow; the old
+ *    original entry is detached (BP_CT_DETACHED) before that, so no packet
+ *    of the old flow's own side is translated again. It stays in the table
+ *    until its tuple's next flow is written over it (bp_ct_create) or the GC
+ *    expires it. A takeover thus costs no delete and no insert into the LRU;
  *  - otherwise (a live flow, or one whose far end would refuse the SYN):
  *    refused, and the caller looks for another port.
- * The delete of rkey succeeds on one CPU only, so two new flows never share
- * it. Returns 0 when rkey is the new flow's, 1 when refused.
+ * A free rkey is written with BPF_NOEXIST and a held one taken over by a
+ * compare-and-swap: either succeeds on one CPU only, so two new flows never
+ * share it. Returns 0 when rkey is the new flow's, 1 when refused.
  * A global function: verified once, not once per try of the caller's loop.
  */
 __noinline int bp_ct_claim(struct bp_ct_key *rkey, struct bp_ct_value *reply, struct bp_tcp_stamp *syn)
@@ -245,6 +253,9 @@ __noinline int bp_ct_claim(struct bp_ct_key *rkey, struct bp_ct_value *reply, st
 	if (!sc)
 		return 1;
 	struct bp_ct_key *okey = &sc->okey;
+	/* Read before judging the holder: the takeover below succeeds only if
+	 * nothing wrote it since. */
+	__u64 seen = old->last_seen;
 	struct bp_ct_value *orig = bp_ct_partner(rkey, old, okey);
 	if (orig) {
 		if (!(old->flags & BP_CT_REPLY) || rkey->proto != IPPROTO_TCP || !syn->is_syn)
@@ -252,11 +263,17 @@ __noinline int bp_ct_claim(struct bp_ct_key *rkey, struct bp_ct_value *reply, st
 		if (!bp_ct_closed(orig, old) || !bp_tw_accepts(orig, old, syn))
 			return 1;
 	}
-	if (bpf_map_delete_elem(&bp_ct, rkey))
+	/* Taken over in place, no delete and no insert into the LRU: the one CPU
+	 * whose compare-and-swap moves last_seen on owns the entry (another new
+	 * flow on the same tuple, or a packet of the old flow touching it
+	 * meanwhile, makes it fail: refused). The old original direction is
+	 * detached first, then the entry is written whole. */
+	if (__sync_val_compare_and_swap(&old->last_seen, seen, reply->last_seen) != seen)
 		return 1;
 	if (orig)
-		bpf_map_delete_elem(&bp_ct, okey);
-	return bpf_map_update_elem(&bp_ct, rkey, reply, BPF_NOEXIST) ? 1 : 0;
+		orig->flags |= BP_CT_DETACHED;
+	__builtin_memcpy(old, reply, sizeof(*reply));
+	return 0;
 }
 
 /* Marks the entry as used now and remembers the TCP flags seen. */
@@ -443,9 +460,13 @@ static __always_inline void bp_masquerade_flow(struct bp_scratch *sc, const stru
  * port from the same client port): then it gets a source port of its own from
  * `ports`, as netfilter's NAT does for a clash. The first try is at a hash of
  * the tuple, the rest at random, each free with the same odds whatever the
- * table holds. Returns 0, or the drop reason: BP_DROP_NAT_PORTS_EXHAUSTED
+ * table holds. A masqueraded TCP flow starts only with a SYN: any other
+ * segment here belongs to no tracked flow (it ended and its port went to a
+ * new flow, or it expired), and a new port would only draw a reset from the
+ * far end. Returns 0, or the drop reason: BP_DROP_NAT_PORTS_EXHAUSTED
  * (masquerade) or BP_DROP_TUPLE_CLASH when no port could be had,
- * BP_DROP_CONNTRACK_FULL when the table refused.
+ * BP_DROP_STALE_FLOW for that segment, BP_DROP_CONNTRACK_FULL when the
+ * table refused.
  * A global function: verified once, not at each of its callers.
  */
 __noinline int bp_ct_create(struct __sk_buff *skb, struct bp_packet *p, __u64 ports)
@@ -456,6 +477,8 @@ __noinline int bp_ct_create(struct __sk_buff *skb, struct bp_packet *p, __u64 po
 		return BP_DROP_CONNTRACK_FULL;
 	__u32 first = ports >> 32, count = (__u32)ports;
 	int masq = (sc->orig.flags & BP_CT_MASQUERADE) != 0;
+	if (masq && p->tuple.proto == IPPROTO_TCP && !sc->syn.is_syn)
+		return BP_DROP_STALE_FLOW;
 	__u64 now = bpf_ktime_get_ns();
 	sc->orig.last_seen = now;
 	sc->reply.last_seen = now;
@@ -485,18 +508,30 @@ __noinline int bp_ct_create(struct __sk_buff *skb, struct bp_packet *p, __u64 po
 			if (i)
 				pick = bpf_get_prandom_u32();
 			__be16 port = bpf_htons((__u16)(first + pick % count));
-			if (masq && p->tuple.proto != IPPROTO_ICMP &&
-			    (bp_published_lookup(p->tuple.proto, sc->orig.new_saddr, port) || bp_published_lookup(p->tuple.proto, 0, port)))
-				continue;
 			sc->orig.new_sport = port;
 			bp_ct_reverse(&p->tuple, &sc->orig, &sc->rkey);
-			if (bp_ct_claim(&sc->rkey, &sc->reply, &sc->syn) == 0) {
-				claimed = 1;
-				break;
+			if (bp_ct_claim(&sc->rkey, &sc->reply, &sc->syn))
+				continue;
+			/* Looked up once a port is had, not at every try: most tries
+			 * end at a tuple in use, and a published port in the range is
+			 * rare. One is given back at once. */
+			if (masq && p->tuple.proto != IPPROTO_ICMP &&
+			    (bp_published_lookup(p->tuple.proto, sc->orig.new_saddr, port) || bp_published_lookup(p->tuple.proto, 0, port))) {
+				bpf_map_delete_elem(&bp_ct, &sc->rkey);
+				continue;
 			}
+			claimed = 1;
+			break;
 		}
 		if (!claimed)
 			return masq ? BP_DROP_NAT_PORTS_EXHAUSTED : BP_DROP_TUPLE_CLASH;
+	}
+	/* The tuple's detached entry of an earlier flow, when there is one, is
+	 * written over in place: no LRU insert. */
+	struct bp_ct_value *slot = bpf_map_lookup_elem(&bp_ct, &p->tuple);
+	if (slot) {
+		__builtin_memcpy(slot, &sc->orig, sizeof(sc->orig));
+		return 0;
 	}
 	if (bpf_map_update_elem(&bp_ct, &p->tuple, &sc->orig, BPF_ANY)) {
 		bpf_map_delete_elem(&bp_ct, &sc->rkey);

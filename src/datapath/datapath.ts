@@ -90,6 +90,7 @@ export const DROP_REASONS = [
   'nat_ports_exhausted',
   'invalid_packet',
   'tuple_clash',
+  'stale_flow',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   CT_DNAT,
+  CT_DETACHED,
   CT_MASQUERADE,
   CT_PUBLISHED,
   CT_REPLY,
@@ -880,6 +881,9 @@ const closedBy = (flow: CtEntry[], stamp: { tsLast: number; seqEnd: number }, re
     },
   }));
 
+/** What a takeover leaves of the old flow: its original direction, detached (it translates nothing until its tuple's next flow is written over it). */
+const detachedOrig = (flow: CtEntry[]): CtEntry => ({ key: flow[0]!.key, value: { ...flow[0]!.value, flags: flow[0]!.value.flags | CT_DETACHED } });
+
 /**
  * A flow through a published port whose client port was remapped (the reply
  * tuple the plain flow would have is another flow's): the container sees
@@ -901,6 +905,7 @@ const dnsFromClientEntries = publishedFlow({ proto: PROTO.UDP, client: CLIENT, c
 const synToOtherPort = (tsval?: number): Buffer => fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8081, flags: SYN, seq: 9000, tsval }));
 const otherPortNewPort = clashPort({ saddr: CLIENT, daddr: HOST, sport: 40000, dport: 8081, proto: PROTO.TCP });
 const webHttpOther = { ...webHttp, hostPort: 8081 } as const;
+const closedWithoutTimestamps = closedBy(clientToWeb, { tsLast: 0, seqEnd: 5000 }).map((e, i) => (i === 0 ? { ...e, value: { ...e.value, tcpFlags: e.value.tcpFlags & ~TCP_TS } } : e));
 
 const CLASH_UPLINK_ROWS: Row[] = [
   {
@@ -920,7 +925,7 @@ const CLASH_UPLINK_ROWS: Row[] = [
     counts: [portStat('tcp', HOST, 8081, DIR_IN)],
   },
   {
-    name: "reuse after close: the first flow closed, the SYN's timestamp newer than its last: the tuple is taken over, both old entries go",
+    name: "reuse after close: the first flow closed, the SYN's timestamp newer than its last: the tuple is taken over, the old reply entry goes, the old original is detached",
     setup: (w) => {
       w.publish(webHttpOther);
       w.conntrack(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 }));
@@ -928,7 +933,7 @@ const CLASH_UPLINK_ROWS: Row[] = [
     input: synToOtherPort(2000),
     verdict: ACT.REDIRECT,
     out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80, dstMac: WEB.mac },
-    ct: publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN }),
+    ct: [detachedOrig(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 })), ...publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN })],
   },
   {
     name: "reuse after close: the SYN's timestamp older than the closed flow's last (PAWS in the container's TIME_WAIT would drop it): a client port of its own instead",
@@ -945,12 +950,12 @@ const CLASH_UPLINK_ROWS: Row[] = [
     name: 'reuse after close without timestamps: a sequence number after the closed flow\'s last takes the tuple over',
     setup: (w) => {
       w.publish(webHttpOther);
-      w.conntrack(closedBy(clientToWeb, { tsLast: 0, seqEnd: 5000 }).map((e, i) => (i === 0 ? { ...e, value: { ...e.value, tcpFlags: e.value.tcpFlags & ~TCP_TS } } : e)));
+      w.conntrack(closedWithoutTimestamps);
     },
     input: synToOtherPort(),
     verdict: ACT.REDIRECT,
     out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80 },
-    ct: publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN }),
+    ct: [detachedOrig(closedWithoutTimestamps), ...publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN })],
   },
   {
     name: 'reuse after a reset (no TIME_WAIT anywhere): taken over whatever the timestamps',
@@ -961,7 +966,18 @@ const CLASH_UPLINK_ROWS: Row[] = [
     input: synToOtherPort(500),
     verdict: ACT.REDIRECT,
     out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80 },
-    ct: publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN }),
+    ct: [detachedOrig(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 50000 }, true)), ...publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN })],
+  },
+  {
+    name: 'a packet of a detached flow (its reply tuple taken over by a flow through another host port) is not translated by it: the client\'s late ACK finds no flow',
+    setup: (w) => {
+      w.publish(webHttpOther);
+      w.conntrack([detachedOrig(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 })), ...withFlags(publishedFlow(viaOtherPort), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK)]);
+    },
+    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: ACK })),
+    verdict: ACT.OK,
+    out: 'unchanged',
+    uncounted: [portStat('tcp', HOST, 8080, DIR_IN), endpointStat(WEB, DIR_IN)],
   },
   {
     name: "a SYN on a stale entry (its reply tuple went to a flow through another host port): the stale entry goes, the new flow gets a port of its own",
@@ -1435,7 +1451,7 @@ const MASQ_PORT_ROWS: Row[] = [
     ],
   },
   {
-    name: "masquerade reuse after close: another socket's closed flow holds the NAT port, the SYN's timestamp is newer: taken over, the old flow's entries go",
+    name: "masquerade reuse after close: another socket's closed flow holds the NAT port, the SYN's timestamp is newer: taken over, the old reply entry goes, the old original is detached",
     setup: (w) => {
       withUplink(w);
       w.conntrack(closedBy(otherSocketOn(masqPort(webOut80Key)), { tsLast: 1000, seqEnd: 5000 }));
@@ -1443,7 +1459,30 @@ const MASQ_PORT_ROWS: Row[] = [
     input: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: SYN, tsval: 2000 })),
     verdict: ACT.OK,
     out: { src: HOST, sport: masqPort(webOut80Key), dst: CLIENT, dport: 80 },
-    ct: withFlags(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: masqPort(webOut80Key) }), TCP_SYN, 0),
+    ct: [
+      detachedOrig(closedBy(otherSocketOn(masqPort(webOut80Key)), { tsLast: 1000, seqEnd: 5000 })),
+      ...withFlags(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: masqPort(webOut80Key) }), TCP_SYN, 0),
+    ],
+  },
+  {
+    name: 'a TCP segment other than a SYN, of no tracked flow: dropped as stale_flow, not given a port (the far end would reset it)',
+    setup: withUplink,
+    input: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: ACK })),
+    verdict: ACT.SHOT,
+    drop: 'stale_flow',
+  },
+  {
+    name: "the late retransmission of a flow whose NAT port another socket took over (its entry detached): dropped as stale_flow, the other socket's flow untouched",
+    setup: (w) => {
+      withUplink(w);
+      w.conntrack([
+        detachedOrig(closedBy(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: 61005 }), { tsLast: 1000, seqEnd: 5000 })),
+        ...withFlags(otherSocketOn(61005), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK),
+      ]);
+    },
+    input: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: FIN | ACK, seq: 4999 })),
+    verdict: ACT.SHOT,
+    drop: 'stale_flow',
   },
 ];
 
@@ -1515,6 +1554,23 @@ describeTable("masquerade's port search (bp_ct_create through test/bpf/progs/mas
     expect(port).not.toBe(held);
     expect(natPortOf(closed[0]!.key)).toBe(held);
     expect(natPortOf(webOut80Key)).toBe(port);
+  });
+
+  it("the SYN of a socket whose flow was detached (another socket took its NAT port over): a new flow written over the detached entry, the other socket's flow untouched", () => {
+    world.reset();
+    withUplink(world);
+    const held = masqPort(webOut80Key);
+    // 40000's old flow closed on `held`; 40001's new flow took `held` over and is live.
+    const taker = withFlags(otherSocketOn(held), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK);
+    const old = detachedOrig(closedBy(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: held }), { tsLast: 1000, seqEnd: 5000 }));
+    world.conntrack([old, ...taker]);
+    const r = send({ sport: 40000, flags: SYN, tsval: 3000, seq: 9000 });
+    expect(r.retval).toBe(ACT.OK);
+    const port = parseFrame(r.data).sport!;
+    expect(port).not.toBe(held);
+    expect(ctSnapshot(ctNow(fx))).toEqual(
+      ctSnapshot([...taker, ...withFlags(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: port }), TCP_SYN, 0)].map((e) => [e.key, e.value])),
+    );
   });
 
   it('a closing flow remembers what its original side sent last: the highest timestamp and the sequence number after its FIN', () => {

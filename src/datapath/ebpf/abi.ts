@@ -68,6 +68,8 @@ export const CT_DNAT = 1 << 1;
 export const CT_REPLY = 1 << 2;
 export const CT_MASQUERADE = 1 << 3;
 export const CT_PUBLISHED = 1 << 4;
+/** An original direction whose reply tuple a new flow took over: translates nothing (bpf/lib/conntrack.h, bp_ct_claim). */
+export const CT_DETACHED = 1 << 5;
 export const TCP_SYN = 1 << 0;
 export const TCP_ACK = 1 << 1;
 export const TCP_FIN = 1 << 2;

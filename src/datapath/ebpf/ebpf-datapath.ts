@@ -8,6 +8,7 @@ import { readSysctl, writeSysctl } from '../../host/sysctl.js';
 import type { ApplyChange, Counter, Datapath, DatapathModel, DatapathStats, PortsChange } from '../datapath.js';
 import {
   ABI_VERSION,
+  CT_DETACHED,
   CT_MASQUERADE,
   CT_PUBLISHED,
   CT_REPLY,
@@ -643,7 +644,8 @@ export class EbpfDatapath implements Datapath {
     const ct = this.ctTable();
     for (let i = 0; i < ct.count; i++) {
       const flags = ct.flags(i);
-      if (flags & CT_REPLY) continue;
+      // A flow counts once, by its original direction; a detached entry is no flow (nor holds a NAT port).
+      if (flags & (CT_REPLY | CT_DETACHED)) continue;
       if (flags & CT_PUBLISHED) conntrack.published++;
       else if (flags & CT_MASQUERADE) {
         conntrack.masquerade++;

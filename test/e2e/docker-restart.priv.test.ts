@@ -1,103 +1,50 @@
-import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { DockerdUnavailable, type Dockerd, IMAGE, mountBpffs, startDockerd } from '../helpers/dockerd.js';
+import { expect, it } from 'vitest';
+import { IMAGE, useDockerScenario } from '../helpers/dockerd.js';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
-import { FIXTURES, installed, probe } from '../helpers/scenario.js';
-import { createTopology, type DaemonHandle, daemonLogs, type Topology } from '../helpers/topology.js';
+import { installed, probe } from '../helpers/scenario.js';
+import { daemonLogs } from '../helpers/topology.js';
 
 /**
  * dockerd and bridgeport restarting under each other: one dockerd and one
- * bridgeport daemon per datapath (test/helpers/dockerd.ts), dockerd restarted
+ * bridgeport daemon per datapath (useDockerScenario), dockerd restarted
  * with and without --live-restore, killed, and bridgeport stopped while
  * dockerd removes a container. The reconciler runs every second here, with a
  * grace of GRACE_S seconds, so that what it removes (and what it must not)
  * shows within a scenario.
  */
-const FIXTURE_DIR = path.dirname(FIXTURES.echoServer);
 const GRACE_S = 5;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapath) => {
-  let topo: Topology | undefined;
-  let dk: Dockerd | undefined;
-  let d: DaemonHandle | undefined;
-  let unavailable: string | undefined;
-
-  beforeAll(async () => {
-    topo = await createTopology();
-    await mountBpffs(path.join(topo.workDir, 'run', 'bpf'));
-    try {
-      dk = await startDockerd(topo);
-    } catch (err) {
-      if (!(err instanceof DockerdUnavailable)) throw err;
-      unavailable = err.message;
-      console.warn(`[bridgeport] skipping the docker restart scenarios (${datapath}): dockerd cannot start here: ${err.message}`);
-      return;
-    }
-    d = await topo.startDaemon({
-      datapath,
-      enter: dk.enter,
-      args: [
-        '--docker-plugin', dk.pluginSocket, '--docker-host', dk.apiHost,
-        '--docker-reconcile-interval', '1', '--docker-reconcile-grace', String(GRACE_S),
-        '--ephemeral-ports', '40100-40199',
-      ],
-    });
-  }, 120_000);
-
-  afterAll(async () => {
-    const errors: unknown[] = [];
-    if (dk && !dk.pid()) await dk.restart([]).catch((e: unknown) => errors.push(e));
-    await dk?.stop().catch((e: unknown) => errors.push(e));
-    await topo?.cleanup().catch((e: unknown) => errors.push(e));
-    if (errors.length) throw new AggregateError(errors, errors.map(String).join('; '));
-  }, 120_000);
-
-  const env = (ctx: { skip: (note?: string) => void }) => {
-    if (unavailable !== undefined) ctx.skip(`dockerd cannot start: ${unavailable}`);
-    return { topo: topo!, dk: dk!, d: d! };
-  };
-
-  const fail = (what: string): never => {
-    throw new Error(`${what}\n--- dockerd ---\n${dk?.logs().slice(-6000)}\n--- bridgeport ---\n${topo ? daemonLogs(topo).slice(-6000) : ''}`);
-  };
-
-  const docker = async (args: string[]): Promise<string> => {
-    const r = await dk!.docker(args);
-    if (r.exitCode !== 0) fail(`docker ${args.join(' ')}: exit ${r.exitCode}\n${r.stderr}${r.stdout}`);
-    return r.stdout.trim();
-  };
-
-  const runEcho = async (name: string, network: string, flags: string[] = []) => {
-    await docker([
-      'run', '-d', '--name', name, '--network', network, ...flags,
-      '-v', '/usr:/usr:ro', '-v', `${FIXTURE_DIR}:${FIXTURE_DIR}:ro`,
-      IMAGE, process.execPath, FIXTURES.echoServer, 'tcp:80',
-    ]);
-    for (let i = 0; i < 200; i++) {
-      if ((await dk!.docker(['logs', name])).stdout.includes('listening')) return;
-      await sleep(25);
-    }
-    fail(`container ${name} did not start listening: ${(await dk!.docker(['logs', name])).stderr}`);
-  };
+  const s = useDockerScenario({
+    what: 'docker restart',
+    datapath,
+    daemonArgs: (dk) => [
+      '--docker-plugin', dk.pluginSocket, '--docker-host', dk.apiHost,
+      '--docker-reconcile-interval', '1', '--docker-reconcile-grace', String(GRACE_S),
+      '--ephemeral-ports', '40100-40199',
+    ],
+  });
+  const { env, fail, docker } = s;
+  const runEcho = (name: string, network: string, flags: string[] = []) => s.runEcho(name, network, flags, ['tcp:80']);
 
   /** The bridgeport record of a container's endpoint and its host-side veth. */
   const endpointOf = async (name: string, network: string) => {
     const id = await docker(['inspect', name, '--format', `{{(index .NetworkSettings.Networks "${network}").EndpointID}}`]);
     const rec = `docker-${id.slice(0, 12)}`;
-    const info = ((await d!.cliJson(['inspect', rec])) as any[])[0];
+    const info = ((await s.d.cliJson(['inspect', rec])) as any[])[0];
     return { rec, hostIf: (Object.values(info.NetworkSettings.Networks)[0] as any).HostInterfaceName as string };
   };
 
   const dockerRecords = async (): Promise<string[]> =>
-    ((await d!.cliJson(['ps', '--json'])) as any[]).map((c) => (c.Record ?? c.Names) as string).filter((n) => n.startsWith('docker-'));
+    ((await s.d.cliJson(['ps', '--json'])) as any[]).map((c) => (c.Record ?? c.Names) as string).filter((n) => n.startsWith('docker-'));
   const veths = async (): Promise<string[]> =>
-    (await topo!.inHost('ip', ['-o', 'link', 'show', 'type', 'veth'])).stdout
+    (await s.topo.inHost('ip', ['-o', 'link', 'show', 'type', 'veth'])).stdout
       .split('\n')
       .filter(Boolean)
       .map((l) => l.split(':')[1]!.trim().split('@')[0]!)
       .sort();
-  const answers = async (port: number): Promise<boolean> => (await probe(topo!.inClient, 'tcp', topo!.hostIp, port)).ok;
+  const answers = async (port: number): Promise<boolean> => (await probe(s.topo.inClient, 'tcp', s.topo.hostIp, port)).ok;
 
   /** Polls `check` until it holds, up to `ms`; returns how long it took. */
   const until = async (what: string, check: () => Promise<boolean>, ms = 20_000): Promise<number> => {
@@ -119,11 +66,11 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
   };
 
   /** The datapath's rules and map entries and the host's veths: taken with no Docker endpoint, compared after. */
-  const snapshot = async () => ({ rules: (await installed(topo!, d!)).map(withoutBridgeMac), veths: await veths() });
+  const snapshot = async () => ({ rules: (await installed(s.topo, s.d)).map(withoutBridgeMac), veths: await veths() });
 
   /** What is left of Docker's endpoints: records, veths (either end) and rules or map entries not in `before`; '' when nothing. */
   const leftOver = async (before: { rules: string[]; veths: string[] }): Promise<string> => {
-    const rules = (await installed(topo!, d!)).map(withoutBridgeMac);
+    const rules = (await installed(s.topo, s.d)).map(withoutBridgeMac);
     return [
       ...(await dockerRecords()).map((r) => `record ${r}`),
       ...(await veths()).filter((l) => !before.veths.includes(l)).map((l) => `veth ${l}`),
@@ -135,7 +82,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
 
   /** The reconciler's log line for removing `rec`, if it did. */
   const reapedLine = (rec: string): string | undefined =>
-    daemonLogs(topo!)
+    daemonLogs(s.topo)
       .split('\n')
       .find((l) => l.includes(`docker reconcile: removed endpoint ${rec}`));
   const reaped = (rec: string): boolean => reapedLine(rec) !== undefined;
@@ -244,7 +191,7 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
     // What the user sees with bridgeport down, measured side by side.
     const timed = async (args: string[]) => {
       const t0 = Date.now();
-      const r = await dk!.docker(args, { timeoutMs: 120_000 });
+      const r = await s.dk.docker(args, { timeoutMs: 120_000 });
       return { ...r, ms: Date.now() - t0 };
     };
     const [rm, run, netRm] = await Promise.all([
@@ -266,11 +213,11 @@ describePriv.each(DATAPATHS)('docker restarts and the reconciler (%s)', (datapat
 
     await d.restart();
     // A network dockerd removed without bridgeport goes too; one dockerd kept is still there for docker network rm.
-    const dockerKept = (await dk!.docker(['network', 'inspect', 'lostnet'])).exitCode === 0;
+    const dockerKept = (await s.dk.docker(['network', 'inspect', 'lostnet'])).exitCode === 0;
     if (dockerKept) await docker(['network', 'rm', 'lostnet']);
     await until('bridgeport has no network dockerd does not have', async () => (await d.cli(['network', 'inspect', lostNet])).exitCode !== 0);
-    expect((await topo!.inHost('ip', ['link', 'show', bridge])).exitCode, `bridge ${bridge}`).not.toBe(0);
-    if (!dockerKept) expect(daemonLogs(topo!)).toContain(`docker reconcile: removed network ${lostNet}: dockerd has no network ${netId.slice(0, 12)}`);
+    expect((await s.topo.inHost('ip', ['link', 'show', bridge])).exitCode, `bridge ${bridge}`).not.toBe(0);
+    if (!dockerKept) expect(daemonLogs(s.topo)).toContain(`docker reconcile: removed network ${lostNet}: dockerd has no network ${netId.slice(0, 12)}`);
     const ms = await until('the reconciler removed the lost endpoint', () => nothingLeft(before));
     console.info(`[bridgeport] ${datapath}: lost endpoint removed ${ms} ms after bridgeport was ready`);
     expect(reaped(rec)).toBe(true);

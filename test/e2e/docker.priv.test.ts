@@ -1,18 +1,15 @@
-import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { DockerdUnavailable, type Dockerd, IMAGE, mountBpffs, startDockerd } from '../helpers/dockerd.js';
+import { expect, it } from 'vitest';
+import { IMAGE, useDockerScenario } from '../helpers/dockerd.js';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
-import { FIXTURES, installed, localPort, peerIp, probe, type Runner } from '../helpers/scenario.js';
-import { createTopology, type DaemonHandle, daemonLogs, type Topology } from '../helpers/topology.js';
+import { installed, localPort, peerIp, probe, type Runner } from '../helpers/scenario.js';
 import { startEchoServer } from '../helpers/traffic.js';
 
 /**
  * Real dockerd drives bridgeport through the remote driver protocol: one
  * dockerd and one bridgeport daemon per datapath, in the topology's host
- * namespace and a mount namespace of their own (test/helpers/dockerd.ts).
+ * namespace and a mount namespace of their own (useDockerScenario).
  * Each scenario makes its own networks and containers and removes them.
  */
-const FIXTURE_DIR = path.dirname(FIXTURES.echoServer);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const METRICS_PORT = 19478;
 
@@ -27,76 +24,24 @@ async function eventually<T>(get: () => Promise<T>, done: (v: T) => boolean, ms 
 }
 
 describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
-  let topo: Topology | undefined;
-  let dk: Dockerd | undefined;
-  let d: DaemonHandle | undefined;
-  let unavailable: string | undefined;
-  let daemonArgs: string[] = [];
-
-  beforeAll(async () => {
-    topo = await createTopology();
-    // Pins made inside dockerd's mount namespace, seen from here (installed()).
-    await mountBpffs(path.join(topo.workDir, 'run', 'bpf'));
-    try {
-      dk = await startDockerd(topo);
-    } catch (err) {
-      if (!(err instanceof DockerdUnavailable)) throw err;
-      unavailable = err.message;
-      console.warn(`[bridgeport] skipping the docker driver scenarios (${datapath}): dockerd cannot start here: ${err.message}`);
-      return;
-    }
-    daemonArgs = [
+  const s = useDockerScenario({
+    what: 'docker driver',
+    datapath,
+    daemonArgs: (dk) => [
       '--docker-plugin', dk.pluginSocket, '--docker-host', `unix://${dk.socket}`,
       '--ephemeral-ports', '40000-40099', '--metrics-addr', `127.0.0.1:${METRICS_PORT}`,
-    ];
-    d = await topo.startDaemon({ datapath, enter: dk.enter, args: daemonArgs });
-  }, 120_000);
-
-  afterAll(async () => {
-    const errors: unknown[] = [];
-    await dk?.stop().catch((e: unknown) => errors.push(e));
-    await topo?.cleanup().catch((e: unknown) => errors.push(e));
-    if (errors.length) throw new AggregateError(errors, errors.map(String).join('; '));
-  }, 120_000);
-
-  /** The scenario's environment, or a skip when dockerd cannot run on this machine. */
-  const env = (ctx: { skip: (note?: string) => void }) => {
-    if (unavailable !== undefined) ctx.skip(`dockerd cannot start: ${unavailable}`);
-    return { topo: topo!, dk: dk!, d: d! };
-  };
-
-  const fail = (what: string): never => {
-    throw new Error(`${what}\n--- dockerd ---\n${dk?.logs().slice(-6000)}\n--- bridgeport ---\n${topo ? daemonLogs(topo).slice(-6000) : ''}`);
-  };
-
-  const docker = async (args: string[]): Promise<string> => {
-    const r = await dk!.docker(args);
-    if (r.exitCode !== 0) fail(`docker ${args.join(' ')}: exit ${r.exitCode}\n${r.stderr}${r.stdout}`);
-    return r.stdout.trim();
-  };
+    ],
+  });
+  const { env, fail, docker, runEcho } = s;
 
   const createNetwork = (name: string, subnet: string, opts: string[] = []) =>
     docker(['network', 'create', '-d', 'bridgeport', '--subnet', subnet, ...opts, name]);
-
-  /** Starts the echo server fixture (node, bind-mounted from the host) in a container and waits until it listens. */
-  const runEcho = async (name: string, network: string, flags: string[] = [], specs = ['tcp:80', 'udp:53']) => {
-    await docker([
-      'run', '-d', '--name', name, '--network', network, ...flags,
-      '-v', '/usr:/usr:ro', '-v', `${FIXTURE_DIR}:${FIXTURE_DIR}:ro`,
-      IMAGE, process.execPath, FIXTURES.echoServer, ...specs,
-    ]);
-    for (let i = 0; i < 200; i++) {
-      if ((await dk!.docker(['logs', name])).stdout.includes('listening')) return;
-      await sleep(25);
-    }
-    fail(`container ${name} did not start listening: ${(await dk!.docker(['logs', name])).stderr}`);
-  };
 
   /** Runs a command (the probe) inside a container. */
   const inContainer =
     (name: string): Runner =>
     (cmd, args) =>
-      dk!.docker(['exec', name, cmd, ...args]);
+      s.dk.docker(['exec', name, cmd, ...args]);
 
   const ipOf = (name: string, network: string) => docker(['inspect', name, '--format', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`]);
 
@@ -106,11 +51,11 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
     return `docker-${id.slice(0, 12)}`;
   };
 
-  const bpInspect = async (rec: string): Promise<any> => ((await d!.cliJson(['inspect', rec])) as any[])[0];
+  const bpInspect = async (rec: string): Promise<any> => ((await s.d.cliJson(['inspect', rec])) as any[])[0];
   /** Record names (a Docker container's name shown in ps comes once looked up; the record name stays). */
-  const bpRecords = async (): Promise<string[]> => ((await d!.cliJson(['ps', '--json'])) as any[]).map((c) => c.Record ?? c.Names);
+  const bpRecords = async (): Promise<string[]> => ((await s.d.cliJson(['ps', '--json'])) as any[]).map((c) => c.Record ?? c.Names);
   const veths = async (): Promise<string[]> =>
-    (await topo!.inHost('ip', ['-o', 'link', 'show', 'type', 'veth'])).stdout
+    (await s.topo.inHost('ip', ['-o', 'link', 'show', 'type', 'veth'])).stdout
       .split('\n')
       .filter(Boolean)
       .map((l) => l.split(':')[1]!.trim().split('@')[0]!)
@@ -131,7 +76,7 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
       '--gateway', '10.66.1.254', '--aux-address', 'router=10.66.1.5',
       '-o', 'com.docker.network.driver.mtu=1400', '-o', 'com.docker.network.bridge.name=bpd-opts',
       '-o', 'com.docker.network.bridge.enable_icc=false', '-o', 'com.docker.network.bridge.enable_ip_masquerade=false',
-      '-o', `com.docker.network.bridge.host_binding_ipv4=${topo!.hostIp}`,
+      '-o', `com.docker.network.bridge.host_binding_ipv4=${s.topo.hostIp}`,
     ]);
     const net = ((await d.cliJson(['network', 'inspect', `docker-${id.slice(0, 12)}`])) as any[])[0];
     expect(net.IPAM.Config[0]).toEqual({ Subnet: '10.66.1.0/24', Gateway: '10.66.1.254' });
@@ -140,24 +85,24 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
       'com.docker.network.driver.mtu': '1400',
       'com.docker.network.bridge.enable_icc': 'false',
       'com.docker.network.bridge.enable_ip_masquerade': 'false',
-      'com.docker.network.bridge.host_binding_ipv4': topo!.hostIp,
+      'com.docker.network.bridge.host_binding_ipv4': s.topo.hostIp,
     });
-    expect((await topo!.inHost('ip', ['-o', 'addr', 'show', 'dev', 'bpd-opts'])).stdout).toContain('10.66.1.254/24');
+    expect((await s.topo.inHost('ip', ['-o', 'addr', 'show', 'dev', 'bpd-opts'])).stdout).toContain('10.66.1.254/24');
 
     // Docker's name of the network, looked up after the fact; then nothing changes the listing.
     const listed = await eventually(async () => (await d.cliJson(['network', 'ls', '--json'])) as any[], (l) => l.some((n) => n.Name === 'opts'));
     expect(listed.find((n) => n.Record === `docker-${id.slice(0, 12)}`)?.Name).toBe('opts');
     const before = (await d.cliJson(['network', 'ls', '--json'])) as any[];
-    const bad = await dk!.docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.66.2.0/24', '-o', 'com.example.colour=red', 'bad']);
+    const bad = await s.dk.docker(['network', 'create', '-d', 'bridgeport', '--subnet', '10.66.2.0/24', '-o', 'com.example.colour=red', 'bad']);
     expect(bad.exitCode).not.toBe(0);
     expect(bad.stderr).toMatch(/unsupported network option "com\.example\.colour"/);
-    expect((await dk!.docker(['network', 'inspect', 'bad'])).exitCode).not.toBe(0);
+    expect((await s.dk.docker(['network', 'inspect', 'bad'])).exitCode).not.toBe(0);
     expect(await d.cliJson(['network', 'ls', '--json'])).toEqual(before);
     // The network is Docker's: bridgeport's own CLI does not remove it behind dockerd's back.
     const rm = await d.cli(['network', 'rm', `docker-${id.slice(0, 12)}`]);
     expect(rm.stderr).toMatch(/managed by docker/);
     await docker(['network', 'rm', 'opts']);
-    expect((await topo!.inHost('ip', ['link', 'show', 'bpd-opts'])).exitCode).not.toBe(0);
+    expect((await s.topo.inHost('ip', ['link', 'show', 'bpd-opts'])).exitCode).not.toBe(0);
   });
 
   it('docker run -p 8080:80: busybox httpd answers the client, which it sees by its own address; host, hairpin, MTU on both ends; direct access dropped', async (ctx) => {
@@ -188,7 +133,7 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
     expect(await curl(topo.inHost, 'http://127.0.0.1:8080/')).toBe('bridgeport');
     await runEcho('neighbour', 'web');
     const neighbourIp = await ipOf('neighbour', 'web');
-    const hairpin = await dk!.docker(['exec', 'neighbour', 'wget', '-qO-', `http://${topo.hostIp}:8080/cgi-bin/ip`]);
+    const hairpin = await s.dk.docker(['exec', 'neighbour', 'wget', '-qO-', `http://${topo.hostIp}:8080/cgi-bin/ip`]);
     expect(plain(hairpin.stdout), hairpin.stderr).toBe(neighbourIp);
 
     // Straight to the container's address from outside: dropped.
@@ -301,7 +246,7 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
     await runEcho('holder', 'clash', ['-p', '8091:80']);
     const records = await bpRecords();
     const links = await veths();
-    const r = await dk!.docker(['run', '-d', '--name', 'second', '--network', 'clash', '-p', '8091:80', IMAGE, 'sleep', '60']);
+    const r = await s.dk.docker(['run', '-d', '--name', 'second', '--network', 'clash', '-p', '8091:80', IMAGE, 'sleep', '60']);
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/host port 8091\/tcp on 0\.0\.0\.0 is already published/);
     expect(await bpRecords()).toEqual(records);
@@ -412,7 +357,7 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
 
     // dockerd cannot be asked: what is known stays, a new container shows its endpoint ID; logged once.
     await d.stop();
-    await d.restart({ args: [...daemonArgs, '--docker-host', 'unix:///nonexistent.sock'] });
+    await d.restart({ args: [...s.daemonArgs, '--docker-host', 'unix:///nonexistent.sock'] });
     await docker(['run', '-d', '--name', 'web2', '--network', 'names', IMAGE, 'sleep', '600']);
     const rec3 = await record('web2', 'names');
     // Asked (and failed) at the start and after the Join, and again while web2 has no name.
@@ -425,7 +370,7 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
     expect(d.logs().split('cannot ask dockerd at unix:///nonexistent.sock').length - 1, d.logs()).toBe(1);
     // Asked again at the next start.
     await d.stop();
-    await d.restart({ args: daemonArgs });
+    await d.restart({ args: s.daemonArgs });
     const named = await eventually(async () => (await ps()).find((c) => c.Record === rec3), (c) => c?.Names === 'web2');
     expect(named?.Names).toBe('web2');
 

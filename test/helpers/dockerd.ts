@@ -2,7 +2,9 @@ import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readdir, readFile, readlink, rmdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { type CommandResult, nsenterArgv, runCommand, type Topology } from './topology.js';
+import { afterAll, beforeAll } from 'vitest';
+import { FIXTURES } from './traffic.js';
+import { type CommandResult, createTopology, type DaemonHandle, daemonLogs, nsenterArgv, runCommand, type Topology } from './topology.js';
 
 /**
  * Real dockerd (Debian's docker.io 20.10) for the driver scenarios, in the
@@ -312,3 +314,107 @@ export async function mountBpffs(dir: string): Promise<void> {
   await must(['mount', '-t', 'bpf', 'bpf', dir], 'mount bpffs');
 }
 
+
+/** The dockerd and bridgeport daemon of a describe block (useDockerScenario). */
+export interface DockerScenario {
+  readonly topo: Topology;
+  readonly dk: Dockerd;
+  readonly d: DaemonHandle;
+  /** The arguments the bridgeport daemon was started with (for a restart with more). */
+  readonly daemonArgs: string[];
+  /** The scenario's environment, or a skip when dockerd cannot run on this machine. */
+  env(ctx: { skip: (note?: string) => void }): { topo: Topology; dk: Dockerd; d: DaemonHandle };
+  /** Fails the test with `what` and the end of both daemons' logs. */
+  fail(what: string): never;
+  /** docker, failing the test (with the logs) on a non-zero exit; stdout trimmed. */
+  docker(args: string[]): Promise<string>;
+  /** Runs the echo server fixture (node, bind-mounted from the host) in a container on `network` and waits until it listens. */
+  runEcho(name: string, network: string, flags?: string[], specs?: string[]): Promise<void>;
+}
+
+/**
+ * One dockerd and one bridgeport daemon, its driver, for the scenarios of a
+ * describe block: a topology of their own made in beforeAll (with a bpffs
+ * seen from here, for the pins made inside dockerd's mount namespace) and
+ * taken down in afterAll, a dockerd killed by a scenario started again first
+ * so that its stop cleans up. `daemonArgs` are the bridgeport daemon's
+ * arguments for that dockerd. When dockerd cannot start on this machine the
+ * scenarios skip (env), saying why.
+ */
+export function useDockerScenario(o: { what: string; datapath: string; daemonArgs: (dk: Dockerd) => string[] }): DockerScenario {
+  let topo: Topology | undefined;
+  let dk: Dockerd | undefined;
+  let d: DaemonHandle | undefined;
+  let args: string[] = [];
+  let unavailable: string | undefined;
+  const started = <T>(v: T | undefined, what: string): T => {
+    if (v === undefined) throw new Error(`${o.what}: ${what} is not running (${unavailable ?? 'beforeAll did not finish'})`);
+    return v;
+  };
+
+  beforeAll(async () => {
+    topo = await createTopology();
+    await mountBpffs(path.join(topo.workDir, 'run', 'bpf'));
+    try {
+      dk = await startDockerd(topo);
+    } catch (err) {
+      if (!(err instanceof DockerdUnavailable)) throw err;
+      unavailable = err.message;
+      console.warn(`[bridgeport] skipping the ${o.what} scenarios (${o.datapath}): dockerd cannot start here: ${err.message}`);
+      return;
+    }
+    args = o.daemonArgs(dk);
+    d = await topo.startDaemon({ datapath: o.datapath, enter: dk.enter, args });
+  }, 120_000);
+
+  afterAll(async () => {
+    const errors: unknown[] = [];
+    if (dk && !dk.pid()) await dk.restart([]).catch((e: unknown) => errors.push(e));
+    await dk?.stop().catch((e: unknown) => errors.push(e));
+    await topo?.cleanup().catch((e: unknown) => errors.push(e));
+    if (errors.length) throw new AggregateError(errors, errors.map(String).join('; '));
+  }, 120_000);
+
+  const fail = (what: string): never => {
+    throw new Error(`${what}\n--- dockerd ---\n${dk?.logs().slice(-6000)}\n--- bridgeport ---\n${topo ? daemonLogs(topo).slice(-6000) : ''}`);
+  };
+  const docker = async (argv: string[]): Promise<string> => {
+    const r = await started(dk, 'dockerd').docker(argv);
+    if (r.exitCode !== 0) fail(`docker ${argv.join(' ')}: exit ${r.exitCode}\n${r.stderr}${r.stdout}`);
+    return r.stdout.trim();
+  };
+  const fixtureDir = path.dirname(FIXTURES.echoServer);
+
+  return {
+    get topo() {
+      return started(topo, 'the topology');
+    },
+    get dk() {
+      return started(dk, 'dockerd');
+    },
+    get d() {
+      return started(d, 'the bridgeport daemon');
+    },
+    get daemonArgs() {
+      return args;
+    },
+    env(ctx) {
+      if (unavailable !== undefined) ctx.skip(`dockerd cannot start: ${unavailable}`);
+      return { topo: started(topo, 'the topology'), dk: started(dk, 'dockerd'), d: started(d, 'the bridgeport daemon') };
+    },
+    fail,
+    docker,
+    async runEcho(name, network, flags = [], specs = ['tcp:80', 'udp:53']) {
+      await docker([
+        'run', '-d', '--name', name, '--network', network, ...flags,
+        '-v', '/usr:/usr:ro', '-v', `${fixtureDir}:${fixtureDir}:ro`,
+        IMAGE, process.execPath, FIXTURES.echoServer, ...specs,
+      ]);
+      for (let i = 0; i < 200; i++) {
+        if ((await started(dk, 'dockerd').docker(['logs', name])).stdout.includes('listening')) return;
+        await sleep(25);
+      }
+      fail(`container ${name} did not start listening: ${(await started(dk, 'dockerd').docker(['logs', name])).stderr}`);
+    },
+  };
+}

@@ -721,7 +721,7 @@ export class Daemon {
       c.sandboxKey = sandboxKey;
       const endpoint = c.endpoints[0]!;
       return { endpoint, network: findNetwork(draft, endpoint.network) };
-    });
+    }, { datapath: false });
   }
 
   /** The front end took the container end out of its sandbox again (dockerd's Leave). */
@@ -730,7 +730,7 @@ export class Daemon {
       const c = findOwnedEndpoint(draft, frontEnd, key);
       if (!c) throw notFound(`endpoint ${key} not found`);
       c.sandboxKey = '';
-    });
+    }, { datapath: false });
   }
 
   /**
@@ -846,21 +846,25 @@ export class Daemon {
    * Runs one operation against a draft of the state, serialized with every
    * other operation. The datapath renders the draft and the draft is saved
    * only if every step succeeded; otherwise undo steps run and the datapath is
-   * rendered from the unchanged state again.
+   * rendered from the unchanged state again. `datapath: false` says the
+   * operation changes nothing the datapath model holds (it records where a
+   * front end put a sandbox): no render then.
    */
-  private transact<T>(op: string, fn: (draft: State, tx: Transaction) => Promise<T>): Promise<T> {
-    return this.serialize(op, () => this.commitWhole(op, fn));
+  private transact<T>(op: string, fn: (draft: State, tx: Transaction) => Promise<T>, o: { datapath?: boolean } = {}): Promise<T> {
+    return this.serialize(op, () => this.commitWhole(op, fn, o.datapath ?? true));
   }
 
-  private async commitWhole<T>(op: string, fn: (draft: State, tx: Transaction) => Promise<T>): Promise<T> {
+  private async commitWhole<T>(op: string, fn: (draft: State, tx: Transaction) => Promise<T>, render: boolean): Promise<T> {
     const before = this.state;
     const draft = structuredClone(before);
     const tx = new Transaction();
     try {
       const result = await fn(draft, tx);
-      const oldModel = this.model(before);
-      const newModel = this.model(draft);
-      await this.datapath.apply(newModel, { publishedUdp: newUdpPorts(oldModel, newModel) } satisfies ApplyChange);
+      if (render) {
+        const oldModel = this.model(before);
+        const newModel = this.model(draft);
+        await this.datapath.apply(newModel, { publishedUdp: newUdpPorts(oldModel, newModel) } satisfies ApplyChange);
+      }
       await this.store.save(draft);
       this.state = draft;
       // The draft's records are copies: the index is made anew from them, now

@@ -32,7 +32,7 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
       '--ephemeral-ports', '40000-40099', '--metrics-addr', `127.0.0.1:${METRICS_PORT}`,
     ],
   });
-  const { env, fail, docker, runEcho } = s;
+  const { env, docker, runEcho } = s;
 
   const createNetwork = (name: string, subnet: string, opts: string[] = []) =>
     docker(['network', 'create', '-d', 'bridgeport', '--subnet', subnet, ...opts, name]);

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../host/exec.js';
-import { listIpv4Addresses, listLinks } from '../../host/iproute.js';
+import { listLinks, listLinksAndIpv4 } from '../../host/iproute.js';
 import { readSysctl, writeSysctl } from '../../host/sysctl.js';
 import type { ApplyChange, Counter, Datapath, DatapathModel, DatapathStats, PortsChange } from '../datapath.js';
 import {
@@ -301,10 +301,10 @@ export class EbpfDatapath implements Datapath {
   // --- apply --------------------------------------------------------------------
 
   private async hostFacts(): Promise<HostFacts> {
+    const host = await listLinksAndIpv4();
     const links: HostFacts['links'] = new Map();
-    for (const l of await listLinks()) links.set(l.ifname, { ifindex: l.ifindex, mac: l.address, kind: l.linkinfo?.info_kind });
-    const addresses = (await listIpv4Addresses()).map((a) => ({ ifname: a.ifname, address: a.address }));
-    return { links, addresses };
+    for (const l of host.links) links.set(l.ifname, { ifindex: l.ifindex, mac: l.address, kind: l.linkinfo?.info_kind });
+    return { links, addresses: host.addresses.map((a) => ({ ifname: a.ifname, address: a.address })) };
   }
 
   async apply(model: DatapathModel, _change?: ApplyChange): Promise<void> {
@@ -333,9 +333,11 @@ export class EbpfDatapath implements Datapath {
       if (name === 'bp_published') continue;
       this.sync(name, want[name]);
     }
-    this.syncPublished(want.bp_published);
+    const unpublished = this.syncPublished(want.bp_published);
     this.targets = want.targets;
-    this.flushUnpublished();
+    // Their flows go at once; the walk reads the whole conntrack table (up to
+    // 16 MB), so only an apply that removed a port pays for it.
+    if (unpublished) this.flushUnpublished();
     this.pruneStats(model, facts);
   }
 
@@ -421,12 +423,12 @@ export class EbpfDatapath implements Datapath {
     this.mirror.set(name, new Map(want));
   }
 
-  /** Makes bp_published hold exactly `want` (entries without epochs), switching in one epoch. */
-  private syncPublished(want: Entries): void {
+  /** Makes bp_published hold exactly `want` (entries without epochs), switching in one epoch; returns how many ports went. */
+  private syncPublished(want: Entries): number {
     const have = this.mirror.get('bp_published') ?? new Map<string, Buffer>();
     const change = new Map<string, Buffer | undefined>(want);
     for (const k of have.keys()) if (!want.has(k)) change.set(k, undefined);
-    this.writePublished(change);
+    return this.writePublished(change);
   }
 
   /**
@@ -434,9 +436,9 @@ export class EbpfDatapath implements Datapath {
    * values) are written valid from the next epoch, removed ones (undefined)
    * valid until it, and one write of the epoch switches the whole set. Removed
    * entries are deleted afterwards. An entry whose target is unchanged is not
-   * rewritten.
+   * rewritten. Returns how many entries were removed.
    */
-  private writePublished(change: Map<string, Buffer | undefined>): void {
+  private writePublished(change: Map<string, Buffer | undefined>): number {
     const map = this.map('bp_published');
     const epochMap = this.map('bp_epoch');
     const current = decodeEpoch(epochMap.lookup(encodeU32(0)) ?? Buffer.alloc(8));
@@ -465,7 +467,7 @@ export class EbpfDatapath implements Datapath {
       }
     }
     this.mirror.set('bp_published', mirror);
-    if (keys.length === 0) return;
+    if (keys.length === 0) return 0;
     map.updateBatch(keys, values);
     epochMap.update(encodeU32(0), encodeEpoch(next));
     for (const [k, v] of written) {
@@ -477,6 +479,7 @@ export class EbpfDatapath implements Datapath {
       // A port published again counts from zero, as a new series would.
       this.map('bp_port_stats').deleteBatch(gone.flatMap((k) => [DIR_IN, DIR_OUT].map((dir) => Buffer.from([...k.subarray(0, 7), dir]))));
     }
+    return gone.length;
   }
 
   /** Forgets the counters of endpoints and networks that are gone; remembers names for stats(). */

@@ -31,15 +31,16 @@ import {
   parseExposedPort,
   parsePortSpec,
 } from '../model/port-spec.js';
-import type {
-  ContainerRecord,
-  EndpointOwner,
-  EndpointRecord,
-  NetworkOwner,
-  NetworkRecord,
-  OwnerContainer,
-  PublishedPort,
-  State,
+import {
+  type ContainerRecord,
+  type EndpointOwner,
+  type EndpointRecord,
+  type NetworkOwner,
+  type NetworkRecord,
+  type OwnerContainer,
+  type PublishedPort,
+  type State,
+  sandboxRecord,
 } from '../model/state.js';
 import { renderHostsFile } from './hosts-file.js';
 import type { JournalRecord, StateStore } from './state-store.js';
@@ -540,26 +541,7 @@ export class Daemon {
           throw invalid(`--netns ${req.netns} is not a network namespace (expected /proc/PID/ns/net or /var/run/netns/NAME)`);
         }
         const id = newId();
-        c = {
-          id,
-          name,
-          mode: 'bridge',
-          sandboxKey: req.netns,
-          ownsSandbox: false,
-          joined: undefined,
-          hostname: id.slice(0, 12),
-          cmd: [],
-          pid: undefined,
-          pidStart: undefined,
-          logPath: undefined,
-          hostsPath: undefined,
-          endpoints: [],
-          ports: [],
-          exposed: [],
-          publishAll: false,
-          links: [],
-          created: now(),
-        };
+        c = sandboxRecord({ id, name, sandboxKey: req.netns, hostname: id.slice(0, 12), endpoints: [], created: now() });
         draft.containers.push(c);
       } else if (req.netns) {
         throw conflict(`container ${name} already exists: --netns is only for sandboxes bridgeport does not know yet`);
@@ -685,27 +667,8 @@ export class Daemon {
       ep.sandboxIf = `vc${ep.hostIf.slice('veth'.length)}`;
       if (mac) ep.mac = mac;
       ep.owner = { ...spec.owner };
-      const c: ContainerRecord = {
-        id: newId(),
-        name: spec.name,
-        mode: 'bridge',
-        // Known at Join.
-        sandboxKey: '',
-        ownsSandbox: false,
-        joined: undefined,
-        hostname: '',
-        cmd: [],
-        pid: undefined,
-        pidStart: undefined,
-        logPath: undefined,
-        hostsPath: undefined,
-        endpoints: [ep],
-        ports: [],
-        exposed: spec.exposed.map((e) => ({ ...e })),
-        publishAll: false,
-        links: [],
-        created: now(),
-      };
+      // The sandbox is known at Join.
+      const c = sandboxRecord({ id: newId(), name: spec.name, sandboxKey: '', hostname: '', endpoints: [ep], exposed: spec.exposed.map((e) => ({ ...e })), created: now() });
       draft.containers.push(c);
       await createUnattachedEndpoint({ bridge: net.bridge, hostIf: ep.hostIf, peerIf: ep.sandboxIf, mac: ep.mac, mtu: net.mtu });
       tx.onRollback(() => deleteLink(ep.hostIf));

@@ -126,6 +126,41 @@ export interface ContainerRecord {
   created: string;
 }
 
+/**
+ * The record of a sandbox another runtime made (dockerd's endpoint, `--netns`):
+ * no process of bridgeport's, nothing published or linked yet.
+ */
+export function sandboxRecord(r: {
+  id: string;
+  name: string;
+  sandboxKey: string;
+  hostname: string;
+  endpoints: EndpointRecord[];
+  exposed?: ExposedPort[];
+  created: string;
+}): ContainerRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    mode: 'bridge',
+    sandboxKey: r.sandboxKey,
+    ownsSandbox: false,
+    joined: undefined,
+    hostname: r.hostname,
+    cmd: [],
+    pid: undefined,
+    pidStart: undefined,
+    logPath: undefined,
+    hostsPath: undefined,
+    endpoints: r.endpoints,
+    ports: [],
+    exposed: r.exposed ?? [],
+    publishAll: false,
+    links: [],
+    created: r.created,
+  };
+}
+
 export interface State {
   version: number;
   networks: NetworkRecord[];

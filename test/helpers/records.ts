@@ -1,4 +1,4 @@
-import type { ContainerRecord } from '../../src/model/state.js';
+import { type ContainerRecord, sandboxRecord } from '../../src/model/state.js';
 
 /**
  * A record like the Docker driver's (Daemon.addEndpoint): one endpoint of
@@ -17,19 +17,11 @@ export function dockerEndpointRecord(opts: {
   created?: string;
 }): ContainerRecord {
   const { key } = opts;
-  return {
+  return sandboxRecord({
     id: opts.id ?? `${key.slice(0, 8)}-record-id`,
     name: `docker-${key.slice(0, 12)}`,
-    mode: 'bridge',
     sandboxKey: opts.sandboxKey ?? '',
-    ownsSandbox: false,
-    joined: undefined,
     hostname: '',
-    cmd: [],
-    pid: undefined,
-    pidStart: undefined,
-    logPath: undefined,
-    hostsPath: undefined,
     endpoints: [
       {
         network: opts.network,
@@ -42,10 +34,6 @@ export function dockerEndpointRecord(opts: {
         owner: { frontEnd: 'docker', key, network: opts.networkId, ...(opts.container ? { container: opts.container } : {}) },
       },
     ],
-    ports: [],
-    exposed: [],
-    publishAll: false,
-    links: [],
     created: opts.created ?? '2026-12-01T00:00:00.000Z',
-  };
+  });
 }

@@ -41,9 +41,9 @@ const zero = (): Counter => ({ packets: 0, bytes: 0 });
  * Drop reasons iptables can observe: each has DROP rules of its own. Absent, not zero:
  * spoofed_source: this datapath has no anti-spoofing (nor has Docker);
  * no_published_port: nothing drops it, the host's own stack answers;
- * conntrack_full, nat_ports_exhausted, tuple_clash: the kernel drops those itself, no rule sees them;
- * stale_flow: netfilter picks such a segment up as a flow (nf_conntrack_tcp_loose);
+ * conntrack_full, nat_ports_exhausted, tuple_clash: the kernel drops those itself, no rule sees them
  * (`conntrack -S` drop is packets only, and not only for a full table);
+ * stale_flow: netfilter picks such a segment up as a flow (nf_conntrack_tcp_loose);
  * invalid_packet: no rule drops INVALID.
  */
 export const OBSERVED_DROPS: readonly DropReason[] = ['icc_denied', 'network_isolation', 'internal_network', 'direct_access', 'deny_list'];

@@ -60,7 +60,6 @@ static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet 
 					__u32 net_id)
 {
 	bp_ct_touch(ct, p);
-	bp_ct_note_closing(skb, p, ct);
 	bp_count_flow(ct, skb->len, net_id);
 	/* What delivery needs, read before the rewrite (another CPU may change the entry). */
 	__u8 flags = ct->flags;
@@ -247,7 +246,7 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 	if (!bp_frag_ports(&p))
 		return unknown_fragment(skb, &p, me, net);
 
-	struct bp_ct_value *ct = bp_ct_lookup(&p);
+	struct bp_ct_value *ct = bp_ct_lookup(skb, &p);
 	if (ct)
 		return deliver_flow(skb, &p, ct, net->bridge_ifindex, me->network_id);
 

@@ -22,7 +22,6 @@
 static __always_inline int deliver_flow(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *ct)
 {
 	bp_ct_touch(ct, p);
-	bp_ct_note_closing(skb, p, ct);
 	bp_count_flow(ct, skb->len, 0);
 	__be32 daddr = (ct->flags & BP_CT_DNAT) ? ct->new_daddr : p->tuple.daddr;
 	__u32 ifindex = ct->ifindex;
@@ -61,7 +60,7 @@ static __always_inline int uplink_ingress(struct __sk_buff *skb, const int prefi
 	if (!bp_frag_ports(&p))
 		goto direct_access;
 
-	struct bp_ct_value *ct = bp_ct_lookup(&p);
+	struct bp_ct_value *ct = bp_ct_lookup(skb, &p);
 	if (ct)
 		return deliver_flow(skb, &p, ct);
 

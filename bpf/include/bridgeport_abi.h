@@ -12,7 +12,7 @@
 #include <linux/types.h>
 
 /* Bumped on any change below; pinned maps of another version are refused. */
-#define BP_ABI_VERSION 4
+#define BP_ABI_VERSION 5
 
 /* Per-instance knobs, set in .rodata before load (the same struct in every object). */
 struct bp_settings {
@@ -124,14 +124,12 @@ struct bp_frag_key {
 #define BP_CT_REPLY      (1U << 2) /* the reply direction of a flow */
 #define BP_CT_MASQUERADE (1U << 3) /* a container's egress flow */
 #define BP_CT_PUBLISHED  (1U << 4) /* a flow through a published port (origin says which) */
-#define BP_CT_DETACHED   (1U << 5) /* an original direction whose reply tuple a new flow took over: translates
-				      nothing, kept so that its tuple's next flow is written in place */
 
 #define BP_TCP_SYN (1U << 0)
 #define BP_TCP_ACK (1U << 1)
 #define BP_TCP_FIN (1U << 2)
 #define BP_TCP_RST (1U << 3)
-#define BP_TCP_TS  (1U << 4) /* ts_last holds a timestamp (TSval) this side sent */
+#define BP_TCP_TS  (1U << 4) /* in peer_flags: ts_last holds a timestamp (TSval) the original side sent */
 
 struct bp_ct_value {
 	__u64 last_seen;   /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
@@ -143,12 +141,18 @@ struct bp_ct_value {
 	struct bp_published_key origin; /* the published port of the flow, for flushing */
 	__u8 flags;        /* BP_CT_* */
 	__u8 tcp_flags;    /* BP_TCP_* seen in this direction */
-	__u8 pad[2];
-	/* What the far end's TIME_WAIT remembers of this side once it closes
-	 * (original direction of TCP flows only, from its first FIN on): the
-	 * highest TSval it sent (BP_TCP_TS) and the sequence number after its
-	 * FIN. A new SYN may take the tuple over only when the far end would
-	 * accept it (lib/conntrack.h, bp_tw_accepts). */
+	/* BP_TCP_* the other direction has seen, copied in by each of its packets
+	 * from its first FIN or RST on (TCP only), so that one entry says whether
+	 * the flow has closed. In a reply entry, BP_TCP_TS says ts_last holds a
+	 * timestamp of the original side. */
+	__u8 peer_flags;
+	__u8 pad;
+	/* What the far end's TIME_WAIT remembers of the original side once it
+	 * closes (kept in the reply entry of a TCP flow, from the original side's
+	 * first FIN on): the highest TSval it sent (peer_flags BP_TCP_TS) and the
+	 * sequence number after its FIN. A new SYN may take the reply tuple over
+	 * only when the far end would accept it (lib/conntrack.h, bp_tw_accepts):
+	 * judged from the reply entry alone, the one a port search reads. */
 	__u32 ts_last;
 	__u32 seq_end;
 	__u32 pad2;

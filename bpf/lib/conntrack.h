@@ -52,12 +52,12 @@ static __always_inline int bp_ct_ended(const struct bp_ct_value *v)
 	return (v->tcp_flags & (BP_TCP_FIN | BP_TCP_RST)) != 0;
 }
 
-/* Both sides of a TCP flow are done: FIN from each, or a RST from either. */
-static __always_inline int bp_ct_closed(const struct bp_ct_value *a, const struct bp_ct_value *b)
+/* A TCP flow is done, by the flags of one direction and of the other: FIN from each, or a RST from either. */
+static __always_inline int bp_tcp_closed(__u8 a, __u8 b)
 {
-	if ((a->tcp_flags | b->tcp_flags) & BP_TCP_RST)
+	if ((a | b) & BP_TCP_RST)
 		return 1;
-	return (a->tcp_flags & BP_TCP_FIN) && (b->tcp_flags & BP_TCP_FIN);
+	return (a & BP_TCP_FIN) && (b & BP_TCP_FIN);
 }
 
 static __always_inline int bp_is_syn(const struct bp_packet *p)
@@ -65,43 +65,117 @@ static __always_inline int bp_is_syn(const struct bp_packet *p)
 	return p->tuple.proto == IPPROTO_TCP && (p->tcp_flags & (BP_TCP_SYN | BP_TCP_ACK)) == BP_TCP_SYN;
 }
 
+/* Has either side of the entry's TCP flow sent FIN or RST (this packet's flags included)? */
+static __always_inline int bp_ct_closing(const struct bp_ct_value *v, const struct bp_packet *p)
+{
+	return ((v->tcp_flags | v->peer_flags | p->tcp_flags) & (BP_TCP_FIN | BP_TCP_RST)) != 0;
+}
+
+__noinline int bp_tcp_stamp(struct __sk_buff *skb, __u32 l4_off, struct bp_tcp_stamp *out);
+
 /*
- * The entry of the packet's tuple. A detached entry (its reply tuple went to
- * another flow, see bp_ct_claim) is none: no packet is translated by it. A
- * SYN in the original direction is checked against the flow it lands on:
- *  - the pair is broken (the reply tuple went to another flow, or was
- *    evicted): the stale entry goes, the SYN starts a new flow (NULL);
- *  - the flow is live: a retransmitted SYN, same entry;
- *  - this side ended and the old connection had been answered (SYN-ACK): the
- *    client reused its own port, as Linux conntrack allows for a closing or
- *    TIME_WAIT tuple; the flow is reopened with the same rewrite, its TCP
- *    state forgotten (the far end sees the same 4-tuple, with the timestamps
- *    of the same socket pair, which its TIME_WAIT accepts);
- *  - it never was (a retry after the server refused it): both entries go and
- *    the SYN starts a new flow (NULL).
+ * A packet of a closing TCP flow tells the other direction's entry pv what
+ * this side has seen (peer_flags), and, from the original side's first FIN
+ * on, what the far end's TIME_WAIT will know of that side: its highest TSval
+ * and the sequence number after its FIN (ts_last, seq_end of the reply
+ * entry). The port search then judges a closed flow's reply tuple from that
+ * one entry (bp_ct_claim).
  */
-static __always_inline struct bp_ct_value *bp_ct_lookup(struct bp_packet *p)
+static __always_inline void bp_ct_mirror(struct __sk_buff *skb, struct bp_packet *p, const struct bp_ct_value *v, struct bp_ct_value *pv)
+{
+	__u8 seen = v->tcp_flags | p->tcp_flags;
+	/* Written only when it changes: the line is shared with the other direction's CPU. */
+	if (seen & ~pv->peer_flags)
+		pv->peer_flags |= seen;
+	if ((v->flags & BP_CT_REPLY) || !(seen & BP_TCP_FIN) || p->is_fragment)
+		return;
+	struct bp_tcp_stamp s = {};
+	if (bp_tcp_stamp(skb, p->l4_off, &s))
+		return;
+	if (!pv->seq_end || (__s32)(s.seq_end - pv->seq_end) > 0)
+		pv->seq_end = s.seq_end;
+	if (s.has_ts && (!(pv->peer_flags & BP_TCP_TS) || (__s32)(s.tsval - pv->ts_last) > 0)) {
+		pv->ts_last = s.tsval;
+		pv->peer_flags |= BP_TCP_TS;
+	}
+}
+
+/*
+ * The entry of the packet's tuple, for TCP checked against the flow it lands
+ * on where that matters:
+ *  - a packet of an established flow: the entry, nothing more read;
+ *  - a packet of a closing flow (FIN or RST from either side): the other
+ *    direction's entry is read, told what this side sent (bp_ct_mirror) and,
+ *    for the original direction, must still be this flow's: once the flow
+ *    closed, a new flow may have taken the reply tuple over (bp_ct_claim,
+ *    which leaves the old original entry as it was), and the old entry then
+ *    is stale: no packet is translated with another flow's state (NULL);
+ *  - a SYN in the original direction:
+ *    - the pair is broken (the reply tuple went to another flow, or was
+ *      evicted): NULL, and the new flow is written over the stale entry
+ *      (bp_ct_create);
+ *    - the flow is live: a retransmitted SYN, same entry;
+ *    - this side ended and the old connection had been answered (SYN-ACK):
+ *      the client reused its own port, as Linux conntrack allows for a
+ *      closing or TIME_WAIT tuple; the flow is reopened with the same
+ *      rewrite, its TCP state forgotten (the far end sees the same 4-tuple,
+ *      with the timestamps of the same socket pair, which its TIME_WAIT
+ *      accepts);
+ *    - it never was (a retry after the server refused it): its reply entry
+ *      goes and the SYN starts a new flow (NULL).
+ */
+static __always_inline struct bp_ct_value *bp_ct_lookup(struct __sk_buff *skb, struct bp_packet *p)
 {
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &p->tuple);
-	if (ct && (ct->flags & BP_CT_DETACHED))
-		return 0;
-	if (!ct || !bp_is_syn(p) || (ct->flags & BP_CT_REPLY))
+	if (!ct || p->tuple.proto != IPPROTO_TCP)
+		return ct;
+	int syn = bp_is_syn(p);
+	if (!syn && !bp_ct_closing(ct, p))
 		return ct;
 	struct bp_ct_key rkey;
-	struct bp_ct_value *rv = bp_ct_partner(&p->tuple, ct, &rkey);
-	if (rv && !bp_ct_ended(ct))
-		return ct;
-	if (rv && (rv->tcp_flags & (BP_TCP_SYN | BP_TCP_ACK)) == (BP_TCP_SYN | BP_TCP_ACK)) {
-		ct->tcp_flags = 0;
-		ct->ts_last = 0;
-		ct->seq_end = 0;
-		rv->tcp_flags = 0;
+	struct bp_ct_value *rv;
+	if (ct->flags & BP_CT_REPLY) {
+		/* Only news is worth the other entry's read: the far end's own FIN or RST. */
+		if (!syn && (p->tcp_flags & ~ct->tcp_flags & (BP_TCP_FIN | BP_TCP_RST))) {
+			rv = bp_ct_partner(&p->tuple, ct, &rkey);
+			if (rv)
+				bp_ct_mirror(skb, p, ct, rv);
+		}
 		return ct;
 	}
-	if (rv)
-		bpf_map_delete_elem(&bp_ct, &rkey);
-	bpf_map_delete_elem(&bp_ct, &p->tuple);
+	rv = bp_ct_partner(&p->tuple, ct, &rkey);
+	if (!rv)
+		return 0;
+	if (!syn) {
+		bp_ct_mirror(skb, p, ct, rv);
+		return ct;
+	}
+	if (!bp_ct_ended(ct))
+		return ct;
+	if ((rv->tcp_flags & (BP_TCP_SYN | BP_TCP_ACK)) == (BP_TCP_SYN | BP_TCP_ACK)) {
+		ct->tcp_flags = 0;
+		ct->peer_flags = 0;
+		rv->tcp_flags = 0;
+		rv->peer_flags = 0;
+		rv->ts_last = 0;
+		rv->seq_end = 0;
+		return ct;
+	}
+	bpf_map_delete_elem(&bp_ct, &rkey);
 	return 0;
+}
+
+/*
+ * Is (k, v) an original direction whose reply tuple is no longer its own (its
+ * flow closed and a new flow took the tuple over)? Read for the rare packets
+ * that do not go through bp_ct_lookup (ICMP errors).
+ */
+static __always_inline int bp_ct_stale(const struct bp_ct_key *k, const struct bp_ct_value *v)
+{
+	if (k->proto != IPPROTO_TCP || (v->flags & BP_CT_REPLY) || !((v->tcp_flags | v->peer_flags) & (BP_TCP_FIN | BP_TCP_RST)))
+		return 0;
+	struct bp_ct_key pk;
+	return bp_ct_partner(k, v, &pk) == 0;
 }
 
 /* The walk over a segment's TCP options (bpf_loop: the callback is verified once). */
@@ -203,39 +277,44 @@ static __always_inline void bp_syn_stamp(struct __sk_buff *skb, const struct bp_
  * last). Linux clients offset their timestamps per 4-tuple, so a SYN from
  * another source port than the old connection's has a random chance of
  * looking older: that SYN must not inherit the tuple. A reset leaves no
- * TIME_WAIT. `o` is the old flow's original direction (the side the new SYN
- * comes from), `r` its reply.
+ * TIME_WAIT. `r` is the old flow's reply entry: it holds what the far end
+ * knows of the original side (bp_ct_mirror).
  */
-static __always_inline int bp_tw_accepts(const struct bp_ct_value *o, const struct bp_ct_value *r, const struct bp_tcp_stamp *s)
+static __always_inline int bp_tw_accepts(const struct bp_ct_value *r, const struct bp_tcp_stamp *s)
 {
-	if ((o->tcp_flags | r->tcp_flags) & BP_TCP_RST)
+	if ((r->tcp_flags | r->peer_flags) & BP_TCP_RST)
 		return 1;
-	if (s->has_ts && (o->tcp_flags & BP_TCP_TS)) {
-		__s32 newer = (__s32)(s->tsval - o->ts_last);
+	if (s->has_ts && (r->peer_flags & BP_TCP_TS)) {
+		__s32 newer = (__s32)(s->tsval - r->ts_last);
 		if (newer < 0)
 			return 0;
 		if (newer > 0)
 			return 1;
 	}
-	return (__s32)(s->seq - o->seq_end) > 0;
+	return (__s32)(s->seq - r->seq_end) > 0;
 }
 
 /*
  * Takes the reply tuple rkey for a new flow, writing its reply entry there.
  * When another flow holds rkey:
- *  - its pair is broken (stale, see bp_ct_partner): taken over;
- *  - it is a closed TCP flow (FIN both ways, or a RST), the new flow starts
- *    with a SYN and the far end would accept that SYN (bp_tw_accepts): taken
- *    over. The reply entry is rewritten in place for the new flow; the old
- *    original entry is detached (BP_CT_DETACHED) before that, so no packet
- *    of the old flow's own side is translated again. It stays in the table
- *    until its tuple's next flow is written over it (bp_ct_create) or the GC
- *    expires it. A takeover thus costs no delete and no insert into the LRU;
- *  - otherwise (a live flow, or one whose far end would refuse the SYN):
- *    refused, and the caller looks for another port.
- * A free rkey is written with BPF_NOEXIST and a held one taken over by a
- * compare-and-swap: either succeeds on one CPU only, so two new flows never
- * share it. Returns 0 when rkey is the new flow's, 1 when refused.
+ *  - it is the reply entry of a closed TCP flow (FIN both ways, or a RST, as
+ *    the entry itself knows: bp_ct_mirror), the new flow starts with a SYN
+ *    and the far end would accept that SYN (bp_tw_accepts): taken over,
+ *    judged from that one entry. Under connection churn every port of a
+ *    masquerade range is held by such a flow, and each try of a port search
+ *    costs one random read of the table. The reply entry is rewritten in
+ *    place for the new flow; the old original entry is left as it was: its
+ *    flow has closed, so its packets check their reply entry (bp_ct_lookup)
+ *    and find it another flow's. It stays until its tuple's next flow is
+ *    written over it (bp_ct_create) or the GC expires it. A takeover thus
+ *    costs no delete and no insert into the LRU;
+ *  - a closed flow whose far end would refuse the SYN: refused;
+ *  - otherwise its pair is read: broken (the holder is stale, see
+ *    bp_ct_partner): taken over; a live flow's: refused.
+ * On a refusal the caller looks for another port. A free rkey is written with
+ * BPF_NOEXIST and a held one taken over by a compare-and-swap: either succeeds
+ * on one CPU only, so two new flows never share it. Returns 0 when rkey is the
+ * new flow's, 1 when refused.
  * A global function: verified once, not once per try of the caller's loop.
  */
 __noinline int bp_ct_claim(struct bp_ct_key *rkey, struct bp_ct_value *reply, struct bp_tcp_stamp *syn)
@@ -248,30 +327,23 @@ __noinline int bp_ct_claim(struct bp_ct_key *rkey, struct bp_ct_value *reply, st
 	struct bp_ct_value *old = bpf_map_lookup_elem(&bp_ct, rkey);
 	if (!old)
 		return bpf_map_update_elem(&bp_ct, rkey, reply, BPF_NOEXIST) ? 1 : 0;
-	__u32 zero = 0;
-	struct bp_scratch *sc = bpf_map_lookup_elem(&bp_scratch, &zero);
-	if (!sc)
-		return 1;
-	struct bp_ct_key *okey = &sc->okey;
 	/* Read before judging the holder: the takeover below succeeds only if
 	 * nothing wrote it since. */
 	__u64 seen = old->last_seen;
-	struct bp_ct_value *orig = bp_ct_partner(rkey, old, okey);
-	if (orig) {
-		if (!(old->flags & BP_CT_REPLY) || rkey->proto != IPPROTO_TCP || !syn->is_syn)
+	if ((old->flags & BP_CT_REPLY) && rkey->proto == IPPROTO_TCP && bp_tcp_closed(old->tcp_flags, old->peer_flags)) {
+		if (!syn->is_syn || !bp_tw_accepts(old, syn))
 			return 1;
-		if (!bp_ct_closed(orig, old) || !bp_tw_accepts(orig, old, syn))
+	} else {
+		__u32 zero = 0;
+		struct bp_scratch *sc = bpf_map_lookup_elem(&bp_scratch, &zero);
+		if (!sc || bp_ct_partner(rkey, old, &sc->okey))
 			return 1;
 	}
-	/* Taken over in place, no delete and no insert into the LRU: the one CPU
-	 * whose compare-and-swap moves last_seen on owns the entry (another new
-	 * flow on the same tuple, or a packet of the old flow touching it
-	 * meanwhile, makes it fail: refused). The old original direction is
-	 * detached first, then the entry is written whole. */
+	/* Taken over in place: the one CPU whose compare-and-swap moves last_seen
+	 * on owns the entry (another new flow on the same tuple, or a packet of
+	 * the old flow touching it meanwhile, makes it fail: refused). */
 	if (__sync_val_compare_and_swap(&old->last_seen, seen, reply->last_seen) != seen)
 		return 1;
-	if (orig)
-		orig->flags |= BP_CT_DETACHED;
 	__builtin_memcpy(old, reply, sizeof(*reply));
 	return 0;
 }
@@ -286,26 +358,6 @@ static __always_inline void bp_ct_touch(struct bp_ct_value *v, struct bp_packet 
 	/* Flags only accumulate, so a lost race costs one packet's worth of news. */
 	if (p->tcp_flags & ~v->tcp_flags)
 		v->tcp_flags |= p->tcp_flags;
-}
-
-/*
- * Remembers, from its first FIN on, what the far end's TIME_WAIT will know of
- * this side of a TCP flow (see bp_ct_value): only the original direction's,
- * the side whose tuple a later flow may reuse.
- */
-static __always_inline void bp_ct_note_closing(struct __sk_buff *skb, struct bp_packet *p, struct bp_ct_value *v)
-{
-	if (p->tuple.proto != IPPROTO_TCP || (v->flags & BP_CT_REPLY) || !(v->tcp_flags & BP_TCP_FIN) || p->is_fragment)
-		return;
-	struct bp_tcp_stamp s = {};
-	if (bp_tcp_stamp(skb, p->l4_off, &s))
-		return;
-	if (!v->seq_end || (__s32)(s.seq_end - v->seq_end) > 0)
-		v->seq_end = s.seq_end;
-	if (s.has_ts && (!(v->tcp_flags & BP_TCP_TS) || (__s32)(s.tsval - v->ts_last) > 0)) {
-		v->ts_last = s.tsval;
-		v->tcp_flags |= BP_TCP_TS;
-	}
 }
 
 /*
@@ -526,8 +578,9 @@ __noinline int bp_ct_create(struct __sk_buff *skb, struct bp_packet *p, __u64 po
 		if (!claimed)
 			return masq ? BP_DROP_NAT_PORTS_EXHAUSTED : BP_DROP_TUPLE_CLASH;
 	}
-	/* The tuple's detached entry of an earlier flow, when there is one, is
-	 * written over in place: no LRU insert. */
+	/* The tuple's stale entry of an earlier flow, when there is one (its
+	 * reply tuple went to another flow), is written over in place: no LRU
+	 * insert. */
 	struct bp_ct_value *slot = bpf_map_lookup_elem(&bp_ct, &p->tuple);
 	if (slot) {
 		__builtin_memcpy(slot, &sc->orig, sizeof(sc->orig));

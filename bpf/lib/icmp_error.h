@@ -107,7 +107,7 @@ static __always_inline int bp_icmp_error_translate(struct __sk_buff *skb, struct
 	}
 
 	struct bp_ct_value *ct = bpf_map_lookup_elem(&bp_ct, &key);
-	if (!ct || (ct->flags & BP_CT_DETACHED))
+	if (!ct || bp_ct_stale(&key, ct))
 		return 0;
 	struct bp_ct_value v = *ct;
 	*out = v;

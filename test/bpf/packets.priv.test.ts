@@ -5,7 +5,6 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   CT_DNAT,
-  CT_DETACHED,
   CT_MASQUERADE,
   CT_PUBLISHED,
   CT_REPLY,
@@ -870,19 +869,23 @@ const clashPort = (k: CtKey): number => portHash(k, 1024, 65536 - 1024);
 /** A masqueraded flow's port (the fixture's range, 61000-65535). */
 const masqPort = (k: CtKey): number => portHash(k, 61000, 65535 - 61000 + 1);
 
-/** What the original side sent last while closing: its TSval and the sequence number after its FIN. */
-const closedBy = (flow: CtEntry[], stamp: { tsLast: number; seqEnd: number }, reset = false): CtEntry[] =>
-  flow.map((e, i) => ({
+/**
+ * A flow closed as the datapath leaves it: each entry knows the other side's
+ * flags (peerFlags), and the reply entry what the original side sent last
+ * while closing, its TSval (peerFlags TCP_TS) and the sequence number after
+ * its FIN.
+ */
+const closedBy = (flow: CtEntry[], stamp: { tsLast: number; seqEnd: number }, reset = false): CtEntry[] => {
+  const orig = TCP_SYN | TCP_ACK | TCP_FIN;
+  const reply = TCP_SYN | TCP_ACK | (reset ? TCP_RST : TCP_FIN);
+  return flow.map((e, i) => ({
     key: e.key,
-    value: {
-      ...e.value,
-      tcpFlags: TCP_SYN | TCP_ACK | (reset && i === 1 ? TCP_RST : TCP_FIN) | (i === 0 ? TCP_TS : 0),
-      ...(i === 0 ? stamp : {}),
-    },
+    value: { ...e.value, tcpFlags: i === 0 ? orig : reply, peerFlags: i === 0 ? reply : orig | TCP_TS, ...(i === 1 ? stamp : {}) },
   }));
+};
 
-/** What a takeover leaves of the old flow: its original direction, detached (it translates nothing until its tuple's next flow is written over it). */
-const detachedOrig = (flow: CtEntry[]): CtEntry => ({ key: flow[0]!.key, value: { ...flow[0]!.value, flags: flow[0]!.value.flags | CT_DETACHED } });
+/** What a takeover leaves of the old flow: its original direction as it was, stale (its packets find their reply tuple another flow's). */
+const staleOrig = (flow: CtEntry[]): CtEntry => flow[0]!;
 
 /**
  * A flow through a published port whose client port was remapped (the reply
@@ -905,7 +908,7 @@ const dnsFromClientEntries = publishedFlow({ proto: PROTO.UDP, client: CLIENT, c
 const synToOtherPort = (tsval?: number): Buffer => fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8081, flags: SYN, seq: 9000, tsval }));
 const otherPortNewPort = clashPort({ saddr: CLIENT, daddr: HOST, sport: 40000, dport: 8081, proto: PROTO.TCP });
 const webHttpOther = { ...webHttp, hostPort: 8081 } as const;
-const closedWithoutTimestamps = closedBy(clientToWeb, { tsLast: 0, seqEnd: 5000 }).map((e, i) => (i === 0 ? { ...e, value: { ...e.value, tcpFlags: e.value.tcpFlags & ~TCP_TS } } : e));
+const closedWithoutTimestamps = closedBy(clientToWeb, { tsLast: 0, seqEnd: 5000 }).map((e, i) => (i === 1 ? { ...e, value: { ...e.value, peerFlags: (e.value.peerFlags ?? 0) & ~TCP_TS } } : e));
 
 const CLASH_UPLINK_ROWS: Row[] = [
   {
@@ -925,7 +928,7 @@ const CLASH_UPLINK_ROWS: Row[] = [
     counts: [portStat('tcp', HOST, 8081, DIR_IN)],
   },
   {
-    name: "reuse after close: the first flow closed, the SYN's timestamp newer than its last: the tuple is taken over, the old reply entry goes, the old original is detached",
+    name: "reuse after close: the first flow closed, the SYN's timestamp newer than its last: the tuple is taken over, the old reply entry rewritten for the new flow, the old original left stale",
     setup: (w) => {
       w.publish(webHttpOther);
       w.conntrack(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 }));
@@ -933,7 +936,7 @@ const CLASH_UPLINK_ROWS: Row[] = [
     input: synToOtherPort(2000),
     verdict: ACT.REDIRECT,
     out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80, dstMac: WEB.mac },
-    ct: [detachedOrig(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 })), ...publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN })],
+    ct: [staleOrig(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 })), ...publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN })],
   },
   {
     name: "reuse after close: the SYN's timestamp older than the closed flow's last (PAWS in the container's TIME_WAIT would drop it): a client port of its own instead",
@@ -955,7 +958,7 @@ const CLASH_UPLINK_ROWS: Row[] = [
     input: synToOtherPort(),
     verdict: ACT.REDIRECT,
     out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80 },
-    ct: [detachedOrig(closedWithoutTimestamps), ...publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN })],
+    ct: [staleOrig(closedWithoutTimestamps), ...publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN })],
   },
   {
     name: 'reuse after a reset (no TIME_WAIT anywhere): taken over whatever the timestamps',
@@ -966,13 +969,13 @@ const CLASH_UPLINK_ROWS: Row[] = [
     input: synToOtherPort(500),
     verdict: ACT.REDIRECT,
     out: { src: CLIENT, sport: 40000, dst: WEB.ip, dport: 80 },
-    ct: [detachedOrig(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 50000 }, true)), ...publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN })],
+    ct: [staleOrig(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 50000 }, true)), ...publishedFlow({ ...viaOtherPort, tcpFlags: TCP_SYN })],
   },
   {
-    name: 'a packet of a detached flow (its reply tuple taken over by a flow through another host port) is not translated by it: the client\'s late ACK finds no flow',
+    name: 'a packet of a stale flow (closed, its reply tuple taken over by a flow through another host port) is not translated by it: the client\'s late ACK finds no flow',
     setup: (w) => {
       w.publish(webHttpOther);
-      w.conntrack([detachedOrig(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 })), ...withFlags(publishedFlow(viaOtherPort), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK)]);
+      w.conntrack([staleOrig(closedBy(clientToWeb, { tsLast: 1000, seqEnd: 5000 })), ...withFlags(publishedFlow(viaOtherPort), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK)]);
     },
     input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: ACK })),
     verdict: ACT.OK,
@@ -1451,7 +1454,7 @@ const MASQ_PORT_ROWS: Row[] = [
     ],
   },
   {
-    name: "masquerade reuse after close: another socket's closed flow holds the NAT port, the SYN's timestamp is newer: taken over, the old reply entry goes, the old original is detached",
+    name: "masquerade reuse after close: another socket's closed flow holds the NAT port, the SYN's timestamp is newer: taken over, the old reply entry rewritten for the new flow, the old original left stale",
     setup: (w) => {
       withUplink(w);
       w.conntrack(closedBy(otherSocketOn(masqPort(webOut80Key)), { tsLast: 1000, seqEnd: 5000 }));
@@ -1460,7 +1463,7 @@ const MASQ_PORT_ROWS: Row[] = [
     verdict: ACT.OK,
     out: { src: HOST, sport: masqPort(webOut80Key), dst: CLIENT, dport: 80 },
     ct: [
-      detachedOrig(closedBy(otherSocketOn(masqPort(webOut80Key)), { tsLast: 1000, seqEnd: 5000 })),
+      staleOrig(closedBy(otherSocketOn(masqPort(webOut80Key)), { tsLast: 1000, seqEnd: 5000 })),
       ...withFlags(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: masqPort(webOut80Key) }), TCP_SYN, 0),
     ],
   },
@@ -1472,11 +1475,11 @@ const MASQ_PORT_ROWS: Row[] = [
     drop: 'stale_flow',
   },
   {
-    name: "the late retransmission of a flow whose NAT port another socket took over (its entry detached): dropped as stale_flow, the other socket's flow untouched",
+    name: "the late retransmission of a flow whose NAT port another socket took over (its entry stale): dropped as stale_flow, the other socket's flow untouched",
     setup: (w) => {
       withUplink(w);
       w.conntrack([
-        detachedOrig(closedBy(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: 61005 }), { tsLast: 1000, seqEnd: 5000 })),
+        staleOrig(closedBy(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: 61005 }), { tsLast: 1000, seqEnd: 5000 })),
         ...withFlags(otherSocketOn(61005), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK),
       ]);
     },
@@ -1556,13 +1559,13 @@ describeTable("masquerade's port search (bp_ct_create through test/bpf/progs/mas
     expect(natPortOf(webOut80Key)).toBe(port);
   });
 
-  it("the SYN of a socket whose flow was detached (another socket took its NAT port over): a new flow written over the detached entry, the other socket's flow untouched", () => {
+  it("the SYN of a socket whose flow is stale (another socket took its NAT port over): a new flow written over the stale entry, the other socket's flow untouched", () => {
     world.reset();
     withUplink(world);
     const held = masqPort(webOut80Key);
     // 40000's old flow closed on `held`; 40001's new flow took `held` over and is live.
     const taker = withFlags(otherSocketOn(held), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK);
-    const old = detachedOrig(closedBy(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: held }), { tsLast: 1000, seqEnd: 5000 }));
+    const old = staleOrig(closedBy(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: held }), { tsLast: 1000, seqEnd: 5000 }));
     world.conntrack([old, ...taker]);
     const r = send({ sport: 40000, flags: SYN, tsval: 3000, seq: 9000 });
     expect(r.retval).toBe(ACT.OK);
@@ -1573,21 +1576,51 @@ describeTable("masquerade's port search (bp_ct_create through test/bpf/progs/mas
     );
   });
 
-  it('a closing flow remembers what its original side sent last: the highest timestamp and the sequence number after its FIN', () => {
+  it("a closing flow's reply entry remembers what the original side sent last (the highest timestamp, the sequence number after its FIN) and each entry the other side's FIN", () => {
     world.reset();
     withUplink(world);
     expect(send({ sport: 40000, flags: SYN, tsval: 100, seq: 1000 }).retval).toBe(ACT.OK);
-    // Before its FIN, nothing is noted (the hot path reads no options).
+    const natPort = masqPort(webOut80Key);
+    // The far end's packets come back to the NAT port (the harness applies the reply entry's rewrite).
+    const fromRemote = (flags: number) => program().testRun({ data: fromWeb(tcp({ src: CLIENT, dst: HOST, sport: 80, dport: natPort, flags, seq: 7000 })) });
+    expect(fromRemote(SYN | ACK).retval).toBe(ACT.OK);
+    // Before a FIN, nothing is noted (the hot path reads no options, nor the other entry).
     expect(send({ sport: 40000, flags: ACK, tsval: 150, seq: 1001 }).retval).toBe(ACT.OK);
-    const entry = () => ctNow(fx).find(([k]) => ctKeyText(k) === ctKeyText(webOut80Key))![1];
-    expect({ ts: entry().tsLast, seq: entry().seqEnd, flags: entry().tcpFlags & TCP_TS }).toEqual({ ts: 0, seq: 0, flags: 0 });
+    const entries = () => ctNow(fx);
+    const orig = () => entries().find(([k]) => ctKeyText(k) === ctKeyText(webOut80Key))![1];
+    const reply = () => entries().find(([, v]) => (v.flags & CT_REPLY) !== 0)![1];
+    expect({ ts: reply().tsLast, seq: reply().seqEnd, peer: reply().peerFlags }).toEqual({ ts: 0, seq: 0, peer: 0 });
     // FIN with 10 bytes: the far end's next expected sequence number is 1001 + 10 + 1.
     program().testRun({ data: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: FIN | ACK, tsval: 200, seq: 1001, data: Buffer.alloc(10) })) });
-    expect({ ts: entry().tsLast, seq: entry().seqEnd, flags: entry().tcpFlags & TCP_TS }).toEqual({ ts: 200, seq: 1012, flags: TCP_TS });
+    expect({ ts: reply().tsLast, seq: reply().seqEnd, peer: reply().peerFlags }).toEqual({ ts: 200, seq: 1012, peer: TCP_SYN | TCP_ACK | TCP_FIN | TCP_TS });
+    expect(orig().peerFlags, 'the far end has sent no FIN yet').toBe(0);
     // A retransmission with an older stamp does not move it back; the last ACK moves the timestamp on.
     program().testRun({ data: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: FIN | ACK, tsval: 190, seq: 1001, data: Buffer.alloc(10) })) });
     program().testRun({ data: fromWeb(tcp({ src: WEB.ip, dst: CLIENT, sport: 40000, dport: 80, flags: ACK, tsval: 210, seq: 1012 })) });
-    expect({ ts: entry().tsLast, seq: entry().seqEnd }).toEqual({ ts: 210, seq: 1012 });
+    expect({ ts: reply().tsLast, seq: reply().seqEnd }).toEqual({ ts: 210, seq: 1012 });
+    // The far end's FIN: the original entry learns it, so the flow is closed as either entry sees it.
+    expect(fromRemote(FIN | ACK).retval).toBe(ACT.OK);
+    expect(orig().peerFlags).toBe(TCP_SYN | TCP_ACK | TCP_FIN);
+    expect(reply().tcpFlags & TCP_FIN).toBe(TCP_FIN);
+  });
+
+  it("a flow the far end reset: the original entry learns the RST, so once a new flow takes the NAT port over, the old socket's late segment is stale (dropped), not sent on the new flow's tuple", () => {
+    world.reset();
+    withUplink(world);
+    const natPort = masqPort(webOut80Key);
+    expect(send({ sport: 40000, flags: SYN, tsval: 100, seq: 1000 }).retval).toBe(ACT.OK);
+    program().testRun({ data: fromWeb(tcp({ src: CLIENT, dst: HOST, sport: 80, dport: natPort, flags: SYN | ACK, seq: 7000 })) });
+    program().testRun({ data: fromWeb(tcp({ src: CLIENT, dst: HOST, sport: 80, dport: natPort, flags: TCP_FLAGS.RST, seq: 7001 })) });
+    const orig = () => ctNow(fx).find(([k]) => ctKeyText(k) === ctKeyText(webOut80Key))![1];
+    expect(orig().peerFlags! & TCP_RST).toBe(TCP_RST);
+    // Another socket of the container whose search starts at the same port takes it over (a reset leaves no TIME_WAIT).
+    const other = { saddr: WEB.ip, daddr: CLIENT, sport: 0, dport: 80, proto: PROTO.TCP };
+    let sport = 40001;
+    while (masqPort({ ...other, sport }) !== natPort) sport++;
+    const taken = send({ sport, flags: SYN, tsval: 5, seq: 1 });
+    expect(parseFrame(taken.data).sport).toBe(natPort);
+    const late = send({ sport: 40000, flags: ACK, tsval: 120, seq: 1001 });
+    expect(late.retval).toBe(ACT.SHOT);
   });
 });
 

@@ -9,7 +9,7 @@
  */
 import type { Proto } from '../../model/port-spec.js';
 
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 /** Sizes and field offsets, in bytes: what the BTF test checks. */
 export const LAYOUT = {
@@ -37,7 +37,8 @@ export const LAYOUT = {
       origin: 24,
       flags: 32,
       tcp_flags: 33,
-      pad: 34,
+      peer_flags: 34,
+      pad: 35,
       ts_last: 36,
       seq_end: 40,
       pad2: 44,
@@ -68,13 +69,11 @@ export const CT_DNAT = 1 << 1;
 export const CT_REPLY = 1 << 2;
 export const CT_MASQUERADE = 1 << 3;
 export const CT_PUBLISHED = 1 << 4;
-/** An original direction whose reply tuple a new flow took over: translates nothing (bpf/lib/conntrack.h, bp_ct_claim). */
-export const CT_DETACHED = 1 << 5;
 export const TCP_SYN = 1 << 0;
 export const TCP_ACK = 1 << 1;
 export const TCP_FIN = 1 << 2;
 export const TCP_RST = 1 << 3;
-/** tsLast holds a timestamp (TSval) this side sent. */
+/** In peerFlags of a reply entry: tsLast holds a timestamp (TSval) the original side sent. */
 export const TCP_TS = 1 << 4;
 
 /** Indexes of bp_drops: the C enum bp_drop_reason has the same order. */
@@ -305,7 +304,9 @@ export interface CtValue {
   origin: { hostIp: string; hostPort: number; proto: number };
   flags: number;
   tcpFlags: number;
-  /** Original direction of a closing TCP flow: its highest TSval (TCP_TS) and the sequence number after its FIN (0: none yet). */
+  /** TCP flags of the other direction, copied in from either side's first FIN or RST on (bp_ct_mirror). */
+  peerFlags?: number;
+  /** Reply entry of a closing TCP flow: the original side's highest TSval (peerFlags TCP_TS) and the sequence number after its FIN (0: none yet). */
   tsLast?: number;
   seqEnd?: number;
 }
@@ -321,6 +322,7 @@ export function decodeCtValue(b: Buffer): CtValue {
     origin: { hostIp: readIp(b, 24), hostPort: b.readUInt16BE(28), proto: b.readUInt8(30) },
     flags: b.readUInt8(32),
     tcpFlags: b.readUInt8(33),
+    peerFlags: b.readUInt8(34),
     tsLast: b.readUInt32LE(36),
     seqEnd: b.readUInt32LE(40),
   };
@@ -339,6 +341,7 @@ export function encodeCtValue(v: CtValue): Buffer {
   b.writeUInt8(v.origin.proto, 30);
   b.writeUInt8(v.flags, 32);
   b.writeUInt8(v.tcpFlags, 33);
+  b.writeUInt8(v.peerFlags ?? 0, 34);
   b.writeUInt32LE(v.tsLast ?? 0, 36);
   b.writeUInt32LE(v.seqEnd ?? 0, 40);
   return b;

@@ -132,6 +132,11 @@ export class CtTable {
     return readIp(this.keys, i * LAYOUT.bp_ct_key.size + K.saddr);
   }
 
+  /** The address a DNAT entry rewrites the destination to (a masqueraded flow's reply: the container's). */
+  newDaddr(i: number): string {
+    return readIp(Buffer.from(this.v.buffer, this.v.byteOffset + (i * VALUE_WORDS + (V.new_daddr >> 2)) * 4, 4), 0);
+  }
+
   /** The published port a flow came in by (its origin), decoded. */
   origin(i: number): CtValue['origin'] {
     const b = Buffer.from(this.v.buffer, this.v.byteOffset + (i * VALUE_WORDS + (V.origin >> 2)) * 4, 8);

@@ -8,7 +8,6 @@ import { readSysctl, writeSysctl } from '../../host/sysctl.js';
 import type { ApplyChange, Counter, Datapath, DatapathModel, DatapathStats, PortsChange } from '../datapath.js';
 import {
   ABI_VERSION,
-  CT_DETACHED,
   CT_MASQUERADE,
   CT_PUBLISHED,
   CT_REPLY,
@@ -647,12 +646,14 @@ export class EbpfDatapath implements Datapath {
     const ct = this.ctTable();
     for (let i = 0; i < ct.count; i++) {
       const flags = ct.flags(i);
-      // A flow counts once, by its original direction; a detached entry is no flow (nor holds a NAT port).
-      if (flags & (CT_REPLY | CT_DETACHED)) continue;
+      // A flow counts once, by its reply direction: the one entry a translated
+      // tuple has, whose holder is always its current flow (an original entry
+      // may be stale, its reply tuple taken over by a new flow).
+      if (!(flags & CT_REPLY)) continue;
       if (flags & CT_PUBLISHED) conntrack.published++;
       else if (flags & CT_MASQUERADE) {
         conntrack.masquerade++;
-        const bridge = this.bridgeOfIp.get(ct.saddr(i));
+        const bridge = this.bridgeOfIp.get(ct.newDaddr(i));
         if (bridge) natPorts.set(bridge, (natPorts.get(bridge) ?? 0) + 1);
       } else conntrack.other++;
     }

@@ -17,7 +17,7 @@ int bp_test_masquerade(struct __sk_buff *skb)
 	struct bp_packet p;
 	if (bp_parse_ipv4((void *)(long)skb->data, (void *)(long)skb->data_end, &p))
 		return TC_ACT_OK;
-	struct bp_ct_value *ct = bp_ct_lookup(&p);
+	struct bp_ct_value *ct = bp_ct_lookup(skb, &p);
 	if (!ct) {
 		__u32 uplink = 1;
 		struct bp_uplink *up = bpf_map_lookup_elem(&bp_uplinks, &uplink);
@@ -35,7 +35,6 @@ int bp_test_masquerade(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 	}
 	bp_ct_touch(ct, &p);
-	bp_ct_note_closing(skb, &p, ct);
 	return bp_ct_apply(skb, &p, ct) ? TC_ACT_SHOT : TC_ACT_OK;
 }
 

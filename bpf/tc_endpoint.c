@@ -146,7 +146,7 @@ static __always_inline int masquerade(struct __sk_buff *skb, struct bp_packet *p
 	if (!up)
 		return TC_ACT_OK; /* not out an uplink: bridgeport has no address to use there */
 
-	bp_masquerade_flow(sc, p, up->ip, me->ifindex);
+	bp_masquerade_flow(sc, p, up->ip, me->ifindex, me->network_id);
 	__u32 first = SETTINGS.snat_port_first, last = SETTINGS.snat_port_last;
 	if (!first || last < first)
 		return drop(skb, BP_DROP_NAT_PORTS_EXHAUSTED);

@@ -155,7 +155,7 @@ struct bp_ct_value {
 	 * judged from the reply entry alone, the one a port search reads. */
 	__u32 ts_last;
 	__u32 seq_end;
-	__u32 pad2;
+	__u32 net_id;      /* a masqueraded flow's network, counted with its packets (0: looked up) */
 };
 
 /* Operator deny list (LPM trie): source CIDR, optionally one destination port.

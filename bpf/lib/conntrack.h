@@ -143,6 +143,12 @@ static __always_inline struct bp_ct_value *bp_ct_lookup(struct __sk_buff *skb, s
 		}
 		return ct;
 	}
+	/* A masqueraded socket's new connection from a port whose flow ended: a
+	 * new flow (bp_ct_create tries the old NAT port first, and takes it
+	 * back when the far end would accept the SYN), without reading here
+	 * what that try reads anyway. */
+	if (syn && (ct->flags & BP_CT_MASQUERADE) && bp_ct_ended(ct))
+		return 0;
 	rv = bp_ct_partner(&p->tuple, ct, &rkey);
 	if (!rv)
 		return 0;
@@ -399,6 +405,8 @@ static __always_inline void bp_count_flow(const struct bp_ct_value *ct, __u32 le
 	if (ct->flags & BP_CT_PUBLISHED)
 		bp_count_port(&ct->origin, reply ? BP_DIR_OUT : BP_DIR_IN, len);
 	if (ct->flags & BP_CT_MASQUERADE) {
+		if (!net_id)
+			net_id = ct->net_id;
 		if (!net_id) {
 			__u32 ifindex = ct->ifindex;
 			struct bp_endpoint *ep = bpf_map_lookup_elem(&bp_endpoint_by_if, &ifindex);
@@ -491,15 +499,22 @@ static __always_inline void bp_published_flow(struct bp_scratch *sc, const struc
 	sc->reply.origin = sc->orig.origin;
 }
 
-/* A container's new flow out, masqueraded to nat_ip (bp_ct_create picks the port); replies are delivered into ifindex. */
-static __always_inline void bp_masquerade_flow(struct bp_scratch *sc, const struct bp_packet *p, __be32 nat_ip, __u32 ifindex)
+/*
+ * A container's new flow out of network net_id, masqueraded to nat_ip
+ * (bp_ct_create picks the port); replies are delivered into ifindex. Both
+ * entries name the network, so the uplink counts a reply without looking the
+ * endpoint up.
+ */
+static __always_inline void bp_masquerade_flow(struct bp_scratch *sc, const struct bp_packet *p, __be32 nat_ip, __u32 ifindex, __u32 net_id)
 {
 	sc->orig.flags = BP_CT_SNAT | BP_CT_MASQUERADE;
 	sc->orig.new_saddr = nat_ip;
+	sc->orig.net_id = net_id;
 	sc->reply.flags = BP_CT_DNAT | BP_CT_REPLY | BP_CT_MASQUERADE;
 	sc->reply.new_daddr = p->tuple.saddr;
 	sc->reply.new_dport = p->tuple.sport;
 	sc->reply.ifindex = ifindex;
+	sc->reply.net_id = net_id;
 }
 
 /*
@@ -556,6 +571,13 @@ __noinline int bp_ct_create(struct __sk_buff *skb, struct bp_packet *p, __u64 po
 			sc->reply.new_dport = p->tuple.sport;
 		}
 		__u32 pick = bp_port_hash(&p->tuple);
+		/* A socket coming back from the same port tries its old NAT port first. */
+		struct bp_ct_value *prev = masq ? bpf_map_lookup_elem(&bp_ct, &p->tuple) : 0;
+		if (prev && (prev->flags & BP_CT_MASQUERADE) && prev->new_saddr == sc->orig.new_saddr) {
+			__u32 old = bpf_ntohs(prev->new_sport);
+			if (old >= first && old - first < count)
+				pick = old - first;
+		}
 		for (int i = 0; i < BP_REMAP_TRIES; i++) {
 			if (i)
 				pick = bpf_get_prandom_u32();

@@ -349,14 +349,15 @@ function selfHairpinFlow(f: {
  * in tc_endpoint.c leaves them. ICMP echo: the ports are the ids (remotePort 0).
  */
 function masqueradedFlow(f: { proto: number; from: Endpoint; fromPort: number; remote: string; remotePort: number; natIp: string; natPort: number }): CtEntry[] {
+  const netId = f.from.networkId;
   return [
     ctEntry(
       { saddr: f.from.ip, daddr: f.remote, sport: f.fromPort, dport: f.remotePort, proto: f.proto },
-      { flags: CT_SNAT | CT_MASQUERADE, newSaddr: f.natIp, newSport: f.natPort },
+      { flags: CT_SNAT | CT_MASQUERADE, newSaddr: f.natIp, newSport: f.natPort, netId },
     ),
     ctEntry(
       { saddr: f.remote, daddr: f.natIp, sport: f.remotePort, dport: f.natPort, proto: f.proto },
-      { flags: CT_DNAT | CT_REPLY | CT_MASQUERADE, newDaddr: f.from.ip, newDport: f.fromPort, ifindex: f.from.ifindex },
+      { flags: CT_DNAT | CT_REPLY | CT_MASQUERADE, newDaddr: f.from.ip, newDport: f.fromPort, ifindex: f.from.ifindex, netId },
     ),
   ];
 }
@@ -441,6 +442,8 @@ function ctSnapshot(entries: Iterable<[CtKey, CtValue]>): string[] {
       `ifindex ${v.ifindex}`,
       `origin ${v.origin.proto} ${v.origin.hostIp}:${v.origin.hostPort}`,
       `tcp ${v.tcpFlags}`,
+      `peer ${v.peerFlags ?? 0}`,
+      `net ${v.netId ?? 0}`,
     ].join(', ');
   return [...entries].map(([k, v]) => `${ctKeyText(k)} => ${text(v)}`).sort();
 }
@@ -1573,6 +1576,33 @@ describeTable("masquerade's port search (bp_ct_create through test/bpf/progs/mas
     expect(port).not.toBe(held);
     expect(ctSnapshot(ctNow(fx))).toEqual(
       ctSnapshot([...taker, ...withFlags(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort: port }), TCP_SYN, 0)].map((e) => [e.key, e.value])),
+    );
+  });
+
+  it('a socket that reconnects from its port after its flow closed gets its old NAT port back (its own closed reply entry, the same timestamp clock), not the port its search would start at', () => {
+    world.reset();
+    withUplink(world);
+    const start = masqPort(webOut80Key);
+    // A live flow of another socket holds the port the search starts at: the first connection gets another one.
+    world.conntrack(withFlags(otherSocketOn(start), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK));
+    const first = send({ sport: 40000, flags: SYN, tsval: 100, seq: 1000 });
+    const natPort = parseFrame(first.data).sport!;
+    expect(natPort).not.toBe(start);
+    const fromRemote = (flags: number) => program().testRun({ data: fromWeb(tcp({ src: CLIENT, dst: HOST, sport: 80, dport: natPort, flags, seq: 7000 })) });
+    fromRemote(SYN | ACK);
+    send({ sport: 40000, flags: FIN | ACK, tsval: 200, seq: 1001 });
+    fromRemote(FIN | ACK);
+    send({ sport: 40000, flags: ACK, tsval: 210, seq: 1002 });
+    const again = send({ sport: 40000, flags: SYN, tsval: 300, seq: 5000 });
+    expect(again.retval).toBe(ACT.OK);
+    expect(parseFrame(again.data).sport).toBe(natPort);
+    expect(ctSnapshot(ctNow(fx))).toEqual(
+      ctSnapshot(
+        [...withFlags(otherSocketOn(start), TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK), ...withFlags(masqueradedFlow({ ...toClient80, fromPort: 40000, remotePort: 80, natPort }), TCP_SYN, 0)].map((e) => [
+          e.key,
+          e.value,
+        ]),
+      ),
     );
   });
 

@@ -41,7 +41,7 @@ export const LAYOUT = {
       pad: 35,
       ts_last: 36,
       seq_end: 40,
-      pad2: 44,
+      net_id: 44,
     },
   },
   bp_frag_key: { size: 12, fields: { saddr: 0, daddr: 4, id: 8, proto: 10, pad: 11 } },
@@ -309,6 +309,8 @@ export interface CtValue {
   /** Reply entry of a closing TCP flow: the original side's highest TSval (peerFlags TCP_TS) and the sequence number after its FIN (0: none yet). */
   tsLast?: number;
   seqEnd?: number;
+  /** A masqueraded flow's network (0: none recorded). */
+  netId?: number;
 }
 
 export function decodeCtValue(b: Buffer): CtValue {
@@ -325,6 +327,7 @@ export function decodeCtValue(b: Buffer): CtValue {
     peerFlags: b.readUInt8(34),
     tsLast: b.readUInt32LE(36),
     seqEnd: b.readUInt32LE(40),
+    netId: b.readUInt32LE(44),
   };
 }
 
@@ -344,6 +347,7 @@ export function encodeCtValue(v: CtValue): Buffer {
   b.writeUInt8(v.peerFlags ?? 0, 34);
   b.writeUInt32LE(v.tsLast ?? 0, 36);
   b.writeUInt32LE(v.seqEnd ?? 0, 40);
+  b.writeUInt32LE(v.netId ?? 0, 44);
   return b;
 }
 

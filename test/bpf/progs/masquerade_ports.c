@@ -19,12 +19,14 @@ int bp_test_masquerade(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	struct bp_ct_value *ct = bp_ct_lookup(skb, &p);
 	if (!ct) {
-		__u32 uplink = 1;
+		__u32 uplink = 1, ifindex = skb->ifindex;
 		struct bp_uplink *up = bpf_map_lookup_elem(&bp_uplinks, &uplink);
+		/* The sending container's network, when the test registered it. */
+		struct bp_endpoint *me = bpf_map_lookup_elem(&bp_endpoint_by_if, &ifindex);
 		struct bp_scratch *sc = bp_new_flow(skb, &p);
 		if (!up || !sc)
 			return TC_ACT_OK;
-		bp_masquerade_flow(sc, &p, up->ip, skb->ifindex);
+		bp_masquerade_flow(sc, &p, up->ip, skb->ifindex, me ? me->network_id : 0);
 		int reason = bp_ct_create(skb, &p, BP_PORTS(SETTINGS.snat_port_first, SETTINGS.snat_port_last - SETTINGS.snat_port_first + 1));
 		if (reason) {
 			bp_count_drop(reason, skb->len);

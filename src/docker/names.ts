@@ -43,8 +43,14 @@ export function allNamed(state: State): boolean {
   return state.containers.every((c) => c.sandboxKey === '' || c.endpoints.every((e) => e.owner?.frontEnd !== 'docker' || e.owner.container));
 }
 
-/** After a driver call, dockerd may take a moment to record the container: asked again with these delays until all is named. */
-const SOON_MS = [200, 500, 1_000, 2_000, 4_000, 8_000];
+/**
+ * After a driver call, dockerd may take a moment to record the container:
+ * asked again with these delays until all is named. The first waits until a
+ * `docker run` has usually returned: asked during it (from 200 ms on), the
+ * look-up of a network of 60 containers made each `docker run` 100–130 ms
+ * slower (bench/docker.mjs, names looked up or not).
+ */
+const SOON_MS = [1_500, 2_000, 4_000, 8_000];
 export const NAMES_PERIOD_MS = 30_000;
 
 export class DockerNames {

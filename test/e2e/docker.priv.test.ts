@@ -350,7 +350,8 @@ describePriv.each(DATAPATHS)('docker driver (%s)', (datapath) => {
     await docker(['network', 'disconnect', 'names2', 'multi']);
     expect(await curl(topo.inClient, page)).toBe('bridgeport');
     await docker(['network', 'connect', 'names2', 'multi']);
-    expect((await d.cli(['inspect', 'multi'])).stderr).toMatch(/container multi has several endpoint records, docker-.*: name one of them/);
+    const several = await eventually(async () => (await d.cli(['inspect', 'multi'])).stderr, (e) => e.includes('several endpoint records'));
+    expect(several).toMatch(/container multi has several endpoint records, docker-.*: name one of them/);
     expect((await bpInspect((await record('multi', 'names2'))!)).Name).toBe('/multi');
     await docker(['rm', '-f', 'multi']);
     expect(await curl(topo.inClient, page), 'unpublished with its container').toBeUndefined();

@@ -31,7 +31,7 @@ static __always_inline struct bp_published_value *lookup(struct bpf_sock_addr *c
 	struct bp_published_value *pub = bp_published_lookup(proto, ip, port);
 	if (!pub && is_local(ip))
 		pub = bp_published_lookup(proto, 0, port);
-	if (pub && (pub->flags & (BP_PUB_DIRECT | BP_PUB_PENDING)))
+	if (pub && (pub->flags & BP_PUB_DIRECT))
 		return 0;
 	return pub;
 }

@@ -270,10 +270,7 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 			pub = bp_published_lookup(p.tuple.proto, 0, p.tuple.dport);
 			pub_ip = 0;
 		}
-		/* Direct entries stand for a routed network's ports from outside, not
-		 * hairpin; a pending one is the host stack's to refuse. */
-		if (pub && (pub->flags & BP_PUB_PENDING))
-			return TC_ACT_OK;
+		/* Direct entries stand for a routed network's ports from outside, not hairpin. */
 		if (pub && !(pub->flags & BP_PUB_DIRECT))
 			return hairpin(skb, &p, me, net, pub, pub_ip);
 	}

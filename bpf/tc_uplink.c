@@ -92,9 +92,6 @@ static __always_inline int uplink_ingress(struct __sk_buff *skb, const int prefi
 			pub = bp_published_lookup(p.tuple.proto, 0, p.tuple.dport);
 			pub_ip = 0;
 		}
-		/* Its container end is not in the sandbox yet: the host's stack refuses the connection. */
-		if (pub && (pub->flags & BP_PUB_PENDING))
-			return TC_ACT_OK;
 		if (pub) {
 			struct bp_scratch *sc = bp_new_flow(skb, &p);
 			if (!sc) {

@@ -32,12 +32,6 @@ struct bp_published_key {
 
 /* A routed network's container port, reachable by the container's own address. */
 #define BP_PUB_DIRECT (1U << 0)
-/* The container end of the endpoint is not in its sandbox yet (another
- * runtime moves it there when the container starts): the port is left to the
- * host's stack, which refuses a connection at once, rather than delivered
- * with bpf_redirect_peer, which the kernel drops while the peer is not in
- * another namespace and up (the client would wait out its timeout). */
-#define BP_PUB_PENDING (1U << 1)
 
 struct bp_published_value {
 	__u32 container_ip;

@@ -13,7 +13,6 @@ import { getLink, ipBatch, listIpv4Addresses, listRoutes } from '../host/iproute
 import { createNetns, deleteNetns, netnsInode } from '../host/netns.js';
 import { createEndpoint, createUnattachedEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
 import { isRunning, resolveExecutable, startProcess, stopProcess } from '../host/process.js';
-import { linkIndex } from '../datapath/ebpf/libbpf.js';
 import { hostListeners } from '../host/sockets.js';
 import { type Addressing, allocateAddress, planAddressing, type SubnetInUse } from '../ipam/ipam.js';
 import { broadcast, cidrContains, cidrContainsCidr, cidrsOverlap, formatCidr, formatIpv4, macFromIpv4, parseCidr, parseInterfaceCidr, parseIpv4 } from '../ipam/ipv4.js';
@@ -88,14 +87,6 @@ export class Daemon {
   private portIndexOf: PortIndex<PublishedPort> | undefined;
   /** Which container each indexed port is of. */
   private readonly portOwner = new WeakMap<PublishedPort, string>();
-  /**
-   * Host-side interfaces of endpoints whose container end another runtime has
-   * not moved into its sandbox yet (dockerd does it when the container
-   * starts, a second or more after CreateEndpoint): their published ports
-   * are refused by the host's stack until then, not dropped (DpPort.pending).
-   */
-  private readonly pending = new Set<string>();
-  private readonly pendingTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(
     private state: State,
@@ -113,52 +104,7 @@ export class Daemon {
   }
 
   model(state: State = this.state): DatapathModel {
-    return toDatapathModel(state, this.config.uplinks, this.pending);
-  }
-
-  /**
-   * Watches an endpoint's container end until it leaves the daemon's network
-   * namespace (moved into the sandbox, or deleted): every 10 ms for the first
-   * seconds (a `docker run` moves it within about two), then less often (a
-   * `docker create` may start much later). Its ports are pending meanwhile;
-   * once it is gone they are rendered deliverable.
-   */
-  private watchPending(hostIf: string, sandboxIf: string): void {
-    if (linkIndex(sandboxIf) === 0) return;
-    this.pending.add(hostIf);
-    const started = Date.now();
-    const poll = (): void => {
-      if (!this.pending.has(hostIf)) return;
-      if (linkIndex(sandboxIf) !== 0) {
-        const age = Date.now() - started;
-        const timer = setTimeout(poll, age < 5_000 ? 10 : age < 60_000 ? 100 : 1_000);
-        timer.unref();
-        this.pendingTimers.set(hostIf, timer);
-        return;
-      }
-      this.pendingTimers.delete(hostIf);
-      this.pending.delete(hostIf);
-      void this.renderReady(hostIf).catch((err: unknown) => this.log(`endpoint ${hostIf} ready: ${err instanceof Error ? err.message : String(err)}`));
-    };
-    poll();
-  }
-
-  /** Stops watching an endpoint (deleted). */
-  private forgetPending(hostIf: string): void {
-    clearTimeout(this.pendingTimers.get(hostIf));
-    this.pendingTimers.delete(hostIf);
-    this.pending.delete(hostIf);
-  }
-
-  /** The published ports of the endpoint whose container end reached its sandbox, rendered deliverable. */
-  private async renderReady(hostIf: string): Promise<void> {
-    await this.serialize(`endpoint ${hostIf} in its sandbox`, async () => {
-      const c = this.state.containers.find((x) => x.endpoints[0]?.hostIf === hostIf);
-      if (!c?.ports.length) return;
-      const networks = new Map(this.state.networks.map((n) => [n.name, n]));
-      if (this.datapath.applyPorts) await this.datapath.applyPorts({ added: publishedPorts(c, c.ports, networks, this.pending), removed: [] });
-      else await this.datapath.apply(this.model());
-    });
+    return toDatapathModel(state, this.config.uplinks);
   }
 
   /** Brings the host in line with the stored state (start-up): default network, bridges, endpoints, rules. */
@@ -182,9 +128,6 @@ export class Daemon {
           if (alive === 0) {
             this.log(`${frontEndOf(c)} endpoint ${c.name}: its veth ${c.endpoints.map((e) => e.hostIf).join(', ')} is gone; forgotten`);
             draft.containers = draft.containers.filter((x) => x !== c);
-          } else {
-            // Made before this start, its container end perhaps not moved yet.
-            for (const ep of c.endpoints) if (ep.owner && ep.sandboxIf) this.watchPending(ep.hostIf, ep.sandboxIf);
           }
           continue;
         }
@@ -729,7 +672,6 @@ export class Daemon {
       draft.containers.push(c);
       await createUnattachedEndpoint({ bridge: net.bridge, hostIf: ep.hostIf, peerIf: ep.sandboxIf, mac: ep.mac, mtu: net.mtu });
       tx.onRollback(() => deleteLink(ep.hostIf));
-      tx.afterCommit(async () => this.watchPending(ep.hostIf, ep.sandboxIf));
       return { container: c, endpoint: ep, network: net };
     });
   }
@@ -785,12 +727,7 @@ export class Daemon {
       if (!c) return;
       draft.containers = draft.containers.filter((x) => x !== c);
       // Deleting the host side takes the container end with it, wherever it is.
-      for (const ep of c.endpoints) {
-        tx.afterCommit(async () => {
-          this.forgetPending(ep.hostIf);
-          await deleteLink(ep.hostIf);
-        });
-      }
+      for (const ep of c.endpoints) tx.afterCommit(() => deleteLink(ep.hostIf));
     });
   }
 
@@ -930,7 +867,7 @@ export class Daemon {
         const linkedTo = state.containers.some((x) => x.links.some((l) => l.name === c.name));
         rendered = true;
         if (this.datapath.applyPorts && !linkedTo) {
-          await this.datapath.applyPorts({ added: publishedPorts(c, added, networks, this.pending), removed: publishedPorts(c, removed, networks) });
+          await this.datapath.applyPorts({ added: publishedPorts(c, added, networks), removed: publishedPorts(c, removed, networks) });
         } else {
           const publishedUdp = publishedPorts(c, added.filter((p) => p.proto === 'udp'), networks);
           await this.datapath.apply(this.model(after()), { publishedUdp } satisfies ApplyChange);

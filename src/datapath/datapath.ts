@@ -34,11 +34,6 @@ export interface DpPort {
   hostPort: number;
   containerIp: string;
   containerPort: number;
-  /**
-   * The endpoint's container end is not in its sandbox yet (dockerd moves it
-   * there when the container starts): connections are refused, not delivered.
-   */
-  pending?: boolean;
 }
 
 /** With icc=false: `parent` may open connections to `child`'s exposed port. */

@@ -18,18 +18,12 @@ export function exposedPorts(c: ContainerRecord): ExposedPort[] {
   });
 }
 
-/**
- * `ports` of `c` as the datapath sees them: forwarded to c's first endpoint,
- * the one its default route uses. `pending` holds the host-side interfaces of
- * endpoints whose container end is not in its sandbox yet.
- */
-export function publishedPorts(c: ContainerRecord, ports: PublishedPort[], networks: Map<string, NetworkRecord>, pending?: ReadonlySet<string>): DpPort[] {
+/** `ports` of `c` as the datapath sees them: forwarded to c's first endpoint, the one its default route uses. */
+export function publishedPorts(c: ContainerRecord, ports: PublishedPort[], networks: Map<string, NetworkRecord>): DpPort[] {
   const primary = c.endpoints[0];
   const net = primary && networks.get(primary.network);
   if (!primary || !net) return [];
-  const waiting = pending?.has(primary.hostIf) ?? false;
   return ports.map((p) => ({
-    ...(waiting ? { pending: true } : {}),
     container: c.name,
     network: net.name,
     bridge: net.bridge,
@@ -41,7 +35,7 @@ export function publishedPorts(c: ContainerRecord, ports: PublishedPort[], netwo
   }));
 }
 
-export function toDatapathModel(state: State, uplinks: string[], pending?: ReadonlySet<string>): DatapathModel {
+export function toDatapathModel(state: State, uplinks: string[]): DatapathModel {
   const networks = new Map(state.networks.map((n) => [n.name, n]));
   const byName = new Map(state.containers.map((c) => [c.name, c]));
   const endpoints: DpEndpoint[] = [];
@@ -54,7 +48,7 @@ export function toDatapathModel(state: State, uplinks: string[], pending?: Reado
       if (!net) continue;
       endpoints.push({ container: c.name, network: net.name, bridge: net.bridge, ip: ep.ip, mac: ep.mac, hostIf: ep.hostIf });
     }
-    for (const p of publishedPorts(c, c.ports, networks, pending)) ports.push(p);
+    for (const p of publishedPorts(c, c.ports, networks)) ports.push(p);
     for (const link of c.links) {
       const child = byName.get(link.name);
       if (!child) continue;

@@ -38,7 +38,6 @@ import {
   NET_INTERNAL,
   NET_MASQUERADE,
   PUB_DIRECT,
-  PUB_PENDING,
   sumCounters,
   TCP_ACK,
   TCP_FIN,
@@ -220,11 +219,7 @@ class World {
     this.fx.map('bp_endpoint_by_if').update(encodeU32(e.ifindex), encodeEndpoint(e));
   }
 
-  /**
-   * `direct`: a routed network's container port, reachable by the container's
-   * own address (BP_PUB_DIRECT); `pending`: its endpoint's container end is
-   * not in its sandbox yet (BP_PUB_PENDING).
-   */
+  /** `direct`: a routed network's container port, reachable by the container's own address (BP_PUB_DIRECT). */
   publish(p: {
     proto: Proto;
     hostIp: string;
@@ -234,14 +229,13 @@ class World {
     epochFrom?: number;
     epochUntil?: number;
     direct?: boolean;
-    pending?: boolean;
   }): void {
     this.fx.map('bp_published').update(
       encodePublishedKey({ proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort }),
       encodePublishedValue({
         containerIp: p.to.ip,
         containerPort: p.containerPort,
-        flags: (p.direct ? PUB_DIRECT : 0) | (p.pending ? PUB_PENDING : 0),
+        flags: p.direct ? PUB_DIRECT : 0,
         ifindex: p.to.ifindex,
         networkId: p.to.networkId,
         epochFrom: p.epochFrom ?? CURRENT_EPOCH,
@@ -576,15 +570,6 @@ const withFlags = (flow: CtEntry[], orig: number, reply: number): CtEntry[] =>
   flow.map((e, i) => ({ key: e.key, value: { ...e.value, tcpFlags: i === 0 ? orig : reply } }));
 
 const UPLINK_ROWS: Row[] = [
-  {
-    name: "a SYN to a published port whose container end is not in its sandbox yet (pending): left to the host's stack untranslated (which refuses it), nothing tracked or counted",
-    setup: (w) => w.publish({ ...webHttp, pending: true }),
-    input: fromClient(tcp({ src: CLIENT, dst: HOST, sport: 40000, dport: 8080, flags: SYN })),
-    verdict: ACT.OK,
-    out: 'unchanged',
-    ct: [],
-    uncounted: [portStat('tcp', HOST, 8080, DIR_IN), endpointStat(WEB, DIR_IN)],
-  },
   {
     name: 'a new TCP SYN to a published host IP:port: DNAT into the container, both directions tracked',
     setup: (w) => w.publish(webHttp),
@@ -1213,15 +1198,6 @@ const ENDPOINT_ROWS: Row[] = [
     input: fromWeb(udp({ src: WEB.ip, dst: NET_A.gateway, sport: 41003, dport: 53 })),
     verdict: ACT.OK,
     out: 'unchanged',
-  },
-  {
-    name: "hairpin to a published port whose container end is not in its sandbox yet (pending): left to the host's stack, nothing tracked",
-    setup: (w) => w.publish({ ...webHttp, hostPort: 8083, to: PEER, containerPort: 83, pending: true }),
-    input: fromWeb(tcp({ src: WEB.ip, dst: HOST, sport: 42001, dport: 8083, flags: SYN })),
-    verdict: ACT.OK,
-    out: 'unchanged',
-    ct: [],
-    uncounted: [portStat('tcp', HOST, 8083, DIR_IN), endpointStat(PEER, DIR_IN)],
   },
   {
     name: 'hairpin to its own published port: DNAT to itself, the source rewritten to the gateway',

@@ -61,8 +61,6 @@ export const NET_ICC = 1 << 0;
 export const NET_MASQUERADE = 1 << 1;
 export const NET_INTERNAL = 1 << 2;
 export const PUB_DIRECT = 1 << 0;
-/** The endpoint's container end is not in its sandbox yet: left to the host's stack (bpf/include/bridgeport_abi.h). */
-export const PUB_PENDING = 1 << 1;
 export const LINK_DPORT = 0;
 export const LINK_SPORT = 1;
 

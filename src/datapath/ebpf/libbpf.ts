@@ -131,14 +131,7 @@ function bindLibc() {
     send: libc.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
     recv: libc.func('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
     close: libc.func('int close(int fd)'),
-    if_nametoindex: libc.func('unsigned int if_nametoindex(const char *name)'),
   };
-}
-
-/** The index of interface `name` in the calling thread's network namespace; 0 when it has none of that name. */
-export function linkIndex(name: string): number {
-  libcOnly ??= bindLibc();
-  return libcOnly.if_nametoindex(name) as number;
 }
 
 const AF_NETLINK = 16;

@@ -20,7 +20,6 @@ import {
   NET_MASQUERADE,
   PROTO_NUMBER,
   PUB_DIRECT,
-  PUB_PENDING,
 } from './abi.js';
 
 /**
@@ -172,7 +171,7 @@ export function renderPorts(ports: DpPort[], targets: PortTargets, out: Entries 
     const t = targets.get(targetKey(p.container, p.network));
     if (!t) continue;
     const value = { containerIp: p.containerIp, containerPort: p.containerPort, ifindex: t.ifindex, networkId: t.networkId, epochFrom: 0, epochUntil: 0 };
-    out.set(hex(encodePublishedKey({ proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort })), encodePublishedValue({ ...value, flags: p.pending ? PUB_PENDING : 0 }));
+    out.set(hex(encodePublishedKey({ proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort })), encodePublishedValue({ ...value, flags: 0 }));
     // A routed network's published container port is reachable by the container's address too.
     if (t.routed) {
       out.set(

@@ -602,7 +602,8 @@ __noinline int bp_ct_create(struct __sk_buff *skb, struct bp_packet *p, __u64 po
 	}
 	/* The tuple's stale entry of an earlier flow, when there is one (its
 	 * reply tuple went to another flow), is written over in place: no LRU
-	 * insert. */
+	 * insert. Looked up again rather than kept from before the search (prev):
+	 * an LRU node the GC deletes meanwhile may be another key's by now. */
 	struct bp_ct_value *slot = bpf_map_lookup_elem(&bp_ct, &p->tuple);
 	if (slot) {
 		__builtin_memcpy(slot, &sc->orig, sizeof(sc->orig));

@@ -128,10 +128,6 @@ export class CtTable {
     return this.v[w]! + this.v[w + 1]! * 2 ** 32;
   }
 
-  saddr(i: number): string {
-    return readIp(this.keys, i * LAYOUT.bp_ct_key.size + K.saddr);
-  }
-
   /** The address a DNAT entry rewrites the destination to (a masqueraded flow's reply: the container's). */
   newDaddr(i: number): string {
     return readIp(Buffer.from(this.v.buffer, this.v.byteOffset + (i * VALUE_WORDS + (V.new_daddr >> 2)) * 4, 4), 0);

@@ -2,7 +2,7 @@
 # Both install what is missing first (apt packages, npm packages) and build.
 SHELL := /bin/bash
 
-.PHONY: all deps build bpf demo demo-docker test test-unit test-priv lint clean bench bench-quick bench-docker bench-docker-quick
+.PHONY: all deps build bpf cni demo demo-docker test test-unit test-priv lint clean bench bench-quick bench-docker bench-docker-quick
 
 # BPF C: one object per attach point (bpf/*.c), plus small programs the tests
 # load (test/bpf/progs/*.c). -Werror: a warning in the datapath is a bug.
@@ -19,8 +19,17 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
-build: deps bpf
+build: deps bpf cni
 	npx tsc -p tsconfig.build.json
+
+# The CNI plugin executable: a static C relay to the daemon (src/cni/bridgeport-cni.c),
+# static so that it runs from any runtime's plugin folder and mount namespace.
+CNI_BIN := dist/bridgeport-cni
+cni: $(CNI_BIN)
+
+$(CNI_BIN): src/cni/bridgeport-cni.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -static -o $@ $<
 
 bpf: deps $(BPF_OBJ) $(BPF_TEST_OBJ)
 

@@ -4,6 +4,14 @@ import { connect } from 'node:net';
 import { BridgeportError, invalid } from '../model/errors.js';
 import type { ErrorBody } from './types.js';
 
+/** A handler's answer with a status of its own choosing (the CNI relay's: its plugin exits by the status). */
+export class Reply {
+  constructor(
+    readonly status: number,
+    readonly body?: unknown,
+  ) {}
+}
+
 export type Handler = (req: { params: Record<string, string>; query: URLSearchParams; body: unknown }) => Promise<unknown>;
 
 interface Route {
@@ -38,7 +46,8 @@ export class Router {
       const params = Object.fromEntries(route.keys.map((k, i) => [k, decodeURIComponent(m[i + 1] ?? '')]));
       const body = await readBody(req);
       const result = await route.handler({ params, query: url.searchParams, body });
-      send(res, result === undefined ? 204 : 200, result);
+      if (result instanceof Reply) send(res, result.status, result.body);
+      else send(res, result === undefined ? 204 : 200, result);
     } catch (err) {
       const e = err instanceof BridgeportError ? err : new BridgeportError(String((err as Error)?.message ?? err), 'internal', { cause: err });
       send(res, e.status, { message: e.message, kind: e.kind } satisfies ErrorBody);

@@ -1,5 +1,8 @@
 import { spawn } from 'node:child_process';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Command, Option } from 'commander';
+import { renderConflist } from '../cni/protocol.js';
 import { type DaemonFlags, runDaemon, VERSION } from '../daemon/main.js';
 import { DEFAULT_DOCKER_HOST } from '../docker/engine.js';
 import { BridgeportError } from '../model/errors.js';
@@ -103,6 +106,7 @@ export function buildProgram(): Command {
     .option('--docker-host <url>', "dockerd's API: asked for the names of Docker's containers and networks on bridgeport networks (ps, inspect, port, network ls, metrics), and by the reconciler which endpoints it still has", DEFAULT_DOCKER_HOST)
     .option('--docker-reconcile-interval <seconds>', 'seconds between removals of Docker endpoints and networks dockerd is done with (0: only at start)', '30')
     .option('--docker-reconcile-grace <seconds>', 'seconds a Docker endpoint or network must have existed before it may be removed that way', '60')
+    .option('--cni-gc-interval <seconds>', 'seconds between passes that do DELs the CNI plugin queued while the daemon was down and forget attachments whose sandbox is gone (0: only at start)', '10')
     .option('--cleanup', "remove every rule, program, map and sysctl change of this instance (both datapaths) and exit")
     .action(async (flags: DaemonFlags) => runDaemon(flags));
 
@@ -382,6 +386,32 @@ export function buildProgram(): Command {
         await client(program).call('POST', `/v1/containers/${enc(n)}/stop`);
         console.log(n);
       }
+    });
+
+  const cni = program.command('cni').description('the CNI plugin (bridgeport-cni) for podman, containerd and Kubernetes');
+  cni
+    .command('conflist')
+    .description('print (or write) the CNI network configuration list for a bridgeport network')
+    .argument('<network>', 'a bridgeport network')
+    .option('--name <name>', "the runtime's name of the network (default: the network's name)")
+    .option('--write <dir>', 'write it to DIR/05-bridgeport-NAME.conflist (sorting first: containerd reads only the first file)')
+    .action(async (network: string, o: Json) => {
+      const c = client(program);
+      const net = await c.call<Json>('GET', `/v1/networks/${enc(network)}`);
+      const status = await c.call<Json>('GET', '/v1/status');
+      const name = (o.name as string | undefined) ?? net.Name;
+      const text = `${JSON.stringify(renderConflist({ name, network: net.Name, socket: status.Socket === DEFAULT_SOCKET ? undefined : status.Socket }), null, 2)}\n`;
+      if (!o.write) {
+        process.stdout.write(text);
+        return;
+      }
+      const file = path.join(o.write, `05-bridgeport-${name}.conflist`);
+      // Whole or not at all: a runtime reading the folder never sees half a file.
+      await mkdir(o.write, { recursive: true });
+      const tmp = `${file}.tmp-${process.pid}`;
+      await writeFile(tmp, text);
+      await rename(tmp, file);
+      console.log(file);
     });
 
   program

@@ -9,7 +9,7 @@ import type {
 } from '../api/types.js';
 import type { ApplyChange, Datapath, DatapathModel, DpPort } from '../datapath/datapath.js';
 import { publishedPorts, toDatapathModel } from '../datapath/model.js';
-import { getLink, ipBatch, listIpv4Addresses, listRoutes } from '../host/iproute.js';
+import { getLink, ipBatch, listIpv4Addresses, listLinks, listRoutes } from '../host/iproute.js';
 import { createNetns, deleteNetns, netnsInode } from '../host/netns.js';
 import { createEndpoint, createUnattachedEndpoint, deleteLink, ensureBridge, nextSandboxInterface } from '../host/plumbing.js';
 import { isRunning, resolveExecutable, startProcess, stopProcess } from '../host/process.js';
@@ -451,7 +451,12 @@ export class Daemon {
   }
 
   /** Turns SPECs (and -P) into concrete bindings, checked against every port already published. */
-  private async expandPorts(net: NetworkRecord, c: ContainerRecord, specs: PortSpec[]): Promise<PublishedPort[]> {
+  /**
+   * `reservedByFrontEnd`: the front end holds the host ports itself (podman's
+   * conmon binds them before it calls the CNI plugin), so a listener on them
+   * is expected rather than a conflict.
+   */
+  private async expandPorts(net: NetworkRecord, c: ContainerRecord, specs: PortSpec[], o: { reservedByFrontEnd?: boolean } = {}): Promise<PublishedPort[]> {
     const chosen: PublishedPort[] = [];
     // Every port published anywhere (this container's own included; the draft
     // has not changed ports yet), and what is chosen here as it is.
@@ -460,7 +465,7 @@ export class Daemon {
       chosen.push(p);
       taken.add(p);
     };
-    const listeners = await hostListeners();
+    const listeners = o.reservedByFrontEnd ? [] : await hostListeners();
     const listenerOn = (b: PortBinding): PortBinding | undefined => listeners.find((l) => bindingsOverlap(l, b));
     const isTaken = (proto: PortBinding['proto'], hostIp: string, hostPort: number): boolean =>
       taken.overlaps(proto, hostIp, hostPort) || !!listenerOn({ proto, hostIp, hostPort, containerPort: 0 });
@@ -673,6 +678,57 @@ export class Daemon {
       await createUnattachedEndpoint({ bridge: net.bridge, hostIf: ep.hostIf, peerIf: ep.sandboxIf, mac: ep.mac, mtu: net.mtu });
       tx.onRollback(() => deleteLink(ep.hostIf));
       return { container: c, endpoint: ep, network: net };
+    });
+  }
+
+  /**
+   * An endpoint in a sandbox the front end names (a CNI ADD), on a network of
+   * bridgeport's own: the veth pair is made with its container end inside
+   * `sandbox` (a path the daemon can open for the duration of the call),
+   * addressed by bridgeport's IPAM or at `ip`, its ports published, all in
+   * one transaction. Recorded as a container of its own, named `name`,
+   * carrying the front end's key.
+   */
+  async attachEndpoint(spec: AttachSpec): Promise<{ container: ContainerRecord; endpoint: EndpointRecord; network: NetworkRecord }> {
+    return this.transact(`attach endpoint ${spec.name}`, async (draft, tx) => {
+      const net = findNetwork(draft, spec.network);
+      checkOwner(`network ${net.name}`, net.owner?.frontEnd, undefined);
+      checkName('container', spec.name);
+      const held = findOwnedEndpoint(draft, spec.owner.frontEnd, spec.owner.key);
+      if (held) throw conflict(`${spec.owner.frontEnd} attachment ${spec.owner.key} already exists (record ${held.name}, sandbox ${held.sandboxKey})`);
+      if (draft.containers.some((c) => c.name === spec.name)) throw conflict(`container name ${spec.name} is already in use`);
+      if (spec.ip && net.isDefault) throw invalid('user specified IP address is supported on user defined networks only');
+      if (net.internal && spec.ports.length) throw invalid(`network ${net.name} is internal: ports cannot be published`);
+      const mac = spec.mac === undefined ? undefined : parseMac(spec.mac);
+      const ep = this.allocateEndpoint(draft, net, spec.ip, spec.sandboxIf);
+      if (mac) ep.mac = mac;
+      ep.owner = { ...spec.owner };
+      const c = sandboxRecord({ id: newId(), name: spec.name, sandboxKey: spec.sandboxKey, hostname: '', endpoints: [ep], created: now() });
+      c.ports = await this.expandPorts(net, c, spec.ports, { reservedByFrontEnd: true });
+      draft.containers.push(c);
+      await createEndpoint({ ...endpointSpec(net, c, ep, spec.defaultRoute), sandbox: spec.sandbox });
+      tx.onRollback(() => deleteLink(ep.hostIf));
+      return { container: c, endpoint: ep, network: net };
+    });
+  }
+
+  /**
+   * Forgets a front end's endpoints whose veth pairs are gone (their sandbox
+   * was destroyed without a word to bridgeport: a CNI runtime that lost a DEL).
+   * Checked and changed as one operation, so that an attachment made again
+   * under the same key in the meantime is never taken for the old one.
+   */
+  async forgetGoneEndpoints(frontEnd: FrontEnd): Promise<string[]> {
+    return this.serialize(`forget gone ${frontEnd} endpoints`, async () => {
+      const owned = this.state.containers.filter((c) => frontEndOf(c) === frontEnd);
+      if (!owned.length) return [];
+      const links = new Set((await listLinks()).map((l) => l.ifname));
+      const gone = new Set(owned.filter((c) => c.endpoints.every((e) => !links.has(e.hostIf))).map((c) => c.name));
+      if (!gone.size) return [];
+      await this.commitWhole(`forget gone ${frontEnd} endpoints`, async (draft) => {
+        draft.containers = draft.containers.filter((c) => !gone.has(c.name));
+      }, true);
+      return [...gone];
     });
   }
 
@@ -974,6 +1030,26 @@ export interface EndpointSpec {
   /** Derived from the address when absent. */
   mac?: string;
   exposed: ExposedPort[];
+}
+
+/** An endpoint in a sandbox a front end made and names (a CNI ADD). */
+export interface AttachSpec {
+  /** Network name or ID. */
+  network: string;
+  /** Name of the record that holds it. */
+  name: string;
+  owner: EndpointOwner;
+  /** Where the daemon opens the sandbox during the call (e.g. /proc/PID/fd/N of the front end's process). */
+  sandbox: string;
+  /** The front end's name of the sandbox, recorded and shown. */
+  sandboxKey: string;
+  /** The interface name inside the sandbox. */
+  sandboxIf: string;
+  ip?: string;
+  mac?: string;
+  /** Route the sandbox's default traffic through this endpoint's gateway. */
+  defaultRoute: boolean;
+  ports: PortSpec[];
 }
 
 /** Docker's -o options a network takes. */

@@ -1,7 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { listen, Router } from '../api/server.js';
+import { listen, Reply, Router } from '../api/server.js';
+import { CniService } from '../cni/service.js';
 import type { ConnectRequest, CreateNetworkRequest, PublishRequest, RunRequest } from '../api/types.js';
 import { checkBody, SHAPES } from '../api/validate.js';
 import type { DatapathModel, DatapathStats } from '../datapath/datapath.js';
@@ -51,6 +52,8 @@ export interface DaemonFlags {
   dockerReconcileInterval?: string;
   /** Seconds a Docker endpoint or network must have existed before the reconciler may remove it. */
   dockerReconcileGrace?: string;
+  /** Seconds between passes over CNI attachments (queued DELs, sandboxes gone); "0": only at start. */
+  cniGcInterval?: string;
   cleanup?: boolean;
 }
 
@@ -81,6 +84,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   const ipForward = parseFlagBool('--ip-forward', flags.ipForward);
   const reconcileIntervalS = parseSeconds('--docker-reconcile-interval', flags.dockerReconcileInterval ?? '30');
   const reconcileGraceS = parseSeconds('--docker-reconcile-grace', flags.dockerReconcileGrace ?? '60');
+  const cniGcIntervalS = parseSeconds('--cni-gc-interval', flags.cniGcInterval ?? '10');
   const ephemeral = flags.ephemeralPorts ? parsePortRange(flags.ephemeralPorts) : await ephemeralPortRange();
   const engine = dockerEngine(flags.dockerHost);
 
@@ -121,7 +125,8 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   );
   await daemon.reconcile();
   const socket = join(flags.runDir, 'bridgeport.sock');
-  const server = await listen(routes(daemon, { reason, socket }), socket);
+  const cni = new CniService(daemon, join(flags.runDir, 'cni-pending'), log);
+  const server = await listen(routes(daemon, cni, { reason, socket }), socket);
   log(`bridgeport ${VERSION} listening on unix://${socket}; datapath ${datapath.name} (${reason}); uplinks ${uplinks.join(', ') || 'none'}`);
   const names = new DockerNames(daemon, engine, log);
   const plugin = await startDockerPlugin(daemon, flags.dockerPlugin, server, () => names.soon());
@@ -130,6 +135,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   // Endpoints and networks dockerd is done with although bridgeport never heard (it was down, or dockerd was killed).
   const reconciler = new DockerReconciler(daemon, engine, { intervalS: reconcileIntervalS, graceS: reconcileGraceS }, log);
   reconciler.start();
+  cni.start(cniGcIntervalS);
   let metricsServer: Server | undefined;
   if (metricsAddr) {
     const metrics = new Metrics({ datapath, reason, model: () => daemon.model(), names: () => displayNames(daemon.snapshot) });
@@ -140,6 +146,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<void> {
   await waitForSignal([server, ...(plugin ? [plugin] : [])]);
   names.stop();
   reconciler.stop();
+  cni.stop();
   metricsServer?.close();
   metricsServer?.closeAllConnections();
   datapath.close?.();
@@ -217,7 +224,7 @@ async function waitForSignal(servers: Server[]): Promise<void> {
   });
 }
 
-function routes(daemon: Daemon, info: { reason: string; socket: string }): Router {
+function routes(daemon: Daemon, cni: CniService, info: { reason: string; socket: string }): Router {
   const state = () => daemon.snapshot;
   const r = new Router();
   r.on('GET', '/v1/status', async () => ({
@@ -271,6 +278,11 @@ function routes(daemon: Daemon, info: { reason: string; socket: string }): Route
     const records = name === undefined ? undefined : findContainers(state(), name).map((c) => c.name);
     if (records && !records.length) throw notFound(`no such container: ${name}`);
     return statsView(daemon.model(), await daemon.datapath.stats(), records, displayNames(state()));
+  });
+  // The CNI plugin's relay: the status tells the plugin how to exit, the body is what it prints.
+  r.on('POST', '/v1/cni', async ({ body }) => {
+    const answer = await cni.handle(body);
+    return new Reply(answer.status, answer.body);
   });
   // A Docker container's ports, whichever of its endpoint records holds them.
   r.on('GET', '/v1/containers/:name/ports', async ({ params }) => {

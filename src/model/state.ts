@@ -49,14 +49,16 @@ export interface NetworkOwner {
 }
 
 export interface EndpointOwner {
-  frontEnd: 'docker';
-  /** Docker's endpoint ID. */
+  frontEnd: 'docker' | 'cni';
+  /** Docker's endpoint ID; for CNI, the attachment: CONTAINERID/IFNAME. */
   key: string;
-  /** Docker's network ID. */
+  /** Docker's network ID; for CNI, the network name of the runtime's conflist. */
   network: string;
   /**
-   * The container the front end attached the endpoint to, looked up after the
-   * fact (dockerd sends neither); absent until known. For views and metrics only.
+   * The container the front end attached the endpoint to: for Docker looked
+   * up after the fact (dockerd sends neither) and absent until known; for CNI
+   * the runtime's container ID and pod name, sent with ADD. For views and
+   * metrics only.
    */
   container?: OwnerContainer;
 }

@@ -2,7 +2,7 @@
 # Both install what is missing first (apt packages, npm packages) and build.
 SHELL := /bin/bash
 
-.PHONY: all deps build bpf cni demo demo-docker test test-unit test-priv lint clean bench bench-quick bench-docker bench-docker-quick
+.PHONY: all deps build bpf cni install demo demo-docker test test-unit test-priv lint clean bench bench-quick bench-docker bench-docker-quick
 
 # BPF C: one object per attach point (bpf/*.c), plus small programs the tests
 # load (test/bpf/progs/*.c). -Werror: a warning in the datapath is a bug.
@@ -30,6 +30,18 @@ cni: $(CNI_BIN)
 $(CNI_BIN): src/cni/bridgeport-cni.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra -Werror -static -o $@ $<
+
+# Puts the CNI plugin where Debian's podman and containerd (/usr/lib/cni) and
+# upstream containerd, CRI-O and Kubernetes (/opt/cni/bin) look for plugins: as
+# bridgeport-cni, and as bridgeport, the name a conflist's "type" makes the
+# runtime execute. DESTDIR stages it elsewhere (packaging, tests).
+CNI_PLUGIN_DIRS ?= /usr/lib/cni /opt/cni/bin
+install: cni
+	@for d in $(CNI_PLUGIN_DIRS); do \
+	  install -D -m 0755 $(CNI_BIN) $(DESTDIR)$$d/bridgeport-cni && \
+	  ln -sf bridgeport-cni $(DESTDIR)$$d/bridgeport && \
+	  echo "installed $(DESTDIR)$$d/bridgeport-cni and $(DESTDIR)$$d/bridgeport"; \
+	done
 
 bpf: deps $(BPF_OBJ) $(BPF_TEST_OBJ)
 

@@ -1,11 +1,13 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { expect, it } from 'vitest';
 import { CNI_PLUGIN, cniCall, containerId, expectAddResult, expectCniError, makeSandbox } from '../helpers/cni.js';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
 import { ok, useDaemon } from '../helpers/scenario.js';
-import { runCommand } from '../helpers/topology.js';
+import { REPO_ROOT, runCommand } from '../helpers/topology.js';
 import { probe, startEchoServer } from '../helpers/traffic.js';
 
 /**
@@ -307,6 +309,20 @@ describePriv.each(DATAPATHS)('CNI plugin, spec level (%s)', (datapath) => {
   });
 });
 
-it('the plugin executable is built', () => {
-  expect(existsSync(CNI_PLUGIN)).toBe(true);
+describePriv('CNI plugin installation', () => {
+  it('`make install` puts the plugin where runtimes look, under its own name and as the conflist type', async () => {
+    expect(existsSync(CNI_PLUGIN)).toBe(true);
+    const dest = await mkdtemp(path.join(os.tmpdir(), 'bp-install-'));
+    try {
+      const r = await runCommand(['make', '-s', '-C', REPO_ROOT, 'install', `DESTDIR=${dest}`]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      for (const dir of ['usr/lib/cni', 'opt/cni/bin']) {
+        expect(await readlink(path.join(dest, dir, 'bridgeport'))).toBe('bridgeport-cni');
+        const version = await execa(path.join(dest, dir, 'bridgeport'), [], { input: '{"cniVersion":"1.0.0"}', env: { CNI_COMMAND: 'VERSION' }, extendEnv: false });
+        expect(JSON.parse(version.stdout).supportedVersions).toContain('1.0.0');
+      }
+    } finally {
+      await rm(dest, { recursive: true, force: true });
+    }
+  });
 });

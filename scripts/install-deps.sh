@@ -36,6 +36,10 @@ command -v ab >/dev/null || need+=(apache2-utils)
 # an image made from busybox-static: a static binary, as the image has no libc.
 { [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; } || need+=(docker.io)
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
+# The CNI scenarios run Debian's podman 4.3 (CNI backend) with bridgeport's
+# plugin, and the CNI bench drives the reference plugins (bridge, host-local, portmap).
+command -v podman >/dev/null || need+=(podman)
+[ -x /usr/lib/cni/portmap ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   apt-get update -qq

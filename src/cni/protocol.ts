@@ -363,7 +363,11 @@ export function errorResult(version: string, err: CniError): Record<string, unkn
   return { cniVersion: version, code: err.code, msg: err.message, ...(err.details ? { details: err.details } : {}) };
 }
 
-/** The conflist a runtime reads for a bridgeport network (podman and containerd speak 1.0.0 at most). */
+/**
+ * The conflist a runtime reads for a bridgeport network (podman and containerd
+ * speak 1.0.0 at most). No `aliases` capability: the names it carries need
+ * bridgeport's DNS, which does not exist yet.
+ */
 export function renderConflist(o: { name: string; network: string; socket?: string }): Record<string, unknown> {
   return {
     cniVersion: '1.0.0',
@@ -374,7 +378,7 @@ export function renderConflist(o: { name: string; network: string; socket?: stri
         type: PLUGIN_TYPE,
         ...(o.network !== o.name ? { network: o.network } : {}),
         ...(o.socket ? { socket: o.socket } : {}),
-        capabilities: { portMappings: true, ips: true, mac: true, aliases: true },
+        capabilities: { portMappings: true, ips: true, mac: true },
       },
     ],
   };

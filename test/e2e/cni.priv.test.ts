@@ -288,7 +288,7 @@ describePriv.each(DATAPATHS)('CNI plugin, spec level (%s)', (datapath) => {
       cniVersion: '1.0.0',
       cniVersions: ['1.0.0', '1.1.0'],
       name: 'appnet',
-      plugins: [{ type: 'bridgeport', socket: d.socket, capabilities: { portMappings: true, ips: true, mac: true, aliases: true } }],
+      plugins: [{ type: 'bridgeport', socket: d.socket, capabilities: { portMappings: true, ips: true, mac: true } }],
     });
     const dir = path.join(topo.workDir, 'net.d');
     const file = (await ok(d, ['cni', 'conflist', 'appnet', '--write', dir])).trim();

@@ -72,7 +72,7 @@ describe('CNI protocol translation', () => {
       cniVersion: '1.0.0',
       cniVersions: ['1.0.0', '1.1.0'],
       name: 'web',
-      plugins: [{ type: 'bridgeport', capabilities: { portMappings: true, ips: true, mac: true, aliases: true } }],
+      plugins: [{ type: 'bridgeport', capabilities: { portMappings: true, ips: true, mac: true } }],
     });
   });
 });

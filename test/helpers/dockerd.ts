@@ -74,7 +74,7 @@ async function must(argv: readonly string[], what: string): Promise<string> {
 }
 
 /** A rootfs tar of busybox-static with its applets, an httpd root and a CGI script that answers with the client's address. */
-async function buildRootfs(dir: string): Promise<string> {
+export async function buildRootfs(dir: string): Promise<string> {
   const root = path.join(dir, 'rootfs');
   for (const d of ['bin', 'www/cgi-bin', 'etc', 'tmp']) await mkdir(path.join(root, d), { recursive: true });
   await copyFile(BUSYBOX, path.join(root, 'bin/busybox'));

@@ -196,7 +196,7 @@ static __always_inline int unknown_fragment(struct __sk_buff *skb, struct bp_pac
 		return drop(skb, BP_DROP_INTERNAL_NETWORK);
 	/* Masqueraded, it would leave with the container's own address. */
 	int natable = p->tuple.proto == IPPROTO_TCP || p->tuple.proto == IPPROTO_UDP || p->tuple.proto == IPPROTO_ICMP;
-	if (natable && (net->flags & BP_NET_MASQUERADE))
+	if (natable && (net->flags & BP_NET_MASQUERADE) && !bp_net_routed(net, daddr))
 		return drop(skb, BP_DROP_INVALID_PACKET);
 	return TC_ACT_OK;
 }
@@ -300,7 +300,8 @@ int bp_endpoint_ingress(struct __sk_buff *skb)
 		      (p.tuple.proto == IPPROTO_ICMP && p.icmp_type == ICMP_ECHO);
 	if (!natable)
 		return TC_ACT_OK;
-	if (net->flags & BP_NET_MASQUERADE)
+	/* A routed CIDR (a cluster's other pods) sees the container's own address. */
+	if ((net->flags & BP_NET_MASQUERADE) && !bp_net_routed(net, daddr))
 		return masquerade(skb, &p, me, net);
 	return routed_egress(skb, &p, me, net);
 }

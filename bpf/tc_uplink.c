@@ -7,7 +7,8 @@
  *    (with a source port of its own when the container-side tuple is another
  *    live flow's, see bp_ct_create);
  *  - ICMP errors about a tracked flow: translated back like its replies;
- *  - anything else addressed to a container: dropped (no direct access);
+ *  - anything else addressed to a container: dropped (no direct access),
+ *    unless it comes from one of the network's routed CIDRs;
  *  - the rest (the host's own traffic) passes untouched.
  * bp_uplink_ingress_prefilter also applies the deny list first (lib/prefilter.h),
  * on uplinks where it does not run as XDP.
@@ -113,10 +114,16 @@ static __always_inline int uplink_ingress(struct __sk_buff *skb, const int prefi
 		}
 	}
 
-direct_access:
+direct_access:;
 	/* A container's address from outside: only published ports (and, on a
-	 * routed network, its published container ports) lead in. */
-	if (bpf_map_lookup_elem(&bp_endpoints, &p.tuple.daddr)) {
+	 * routed network, its published container ports) lead in, and anything
+	 * from the network's routed CIDRs (a cluster's pods on other nodes). */
+	struct bp_endpoint *ep = bpf_map_lookup_elem(&bp_endpoints, &p.tuple.daddr);
+	if (ep) {
+		__u32 net_id = ep->network_id;
+		struct bp_network *net = bpf_map_lookup_elem(&bp_networks, &net_id);
+		if (net && bp_net_routed(net, p.tuple.saddr))
+			return bp_deliver_to_endpoint(skb, p.tuple.daddr);
 		bp_count_drop(BP_DROP_DIRECT_ACCESS, skb->len);
 		return TC_ACT_SHOT;
 	}

@@ -12,7 +12,7 @@
 #include <linux/types.h>
 
 /* Bumped on any change below; pinned maps of another version are refused. */
-#define BP_ABI_VERSION 5
+#define BP_ABI_VERSION 6
 
 /* Per-instance knobs, set in .rodata before load (the same struct in every object). */
 struct bp_settings {
@@ -65,6 +65,9 @@ struct bp_endpoint {
 #define BP_NET_MASQUERADE (1U << 1)
 #define BP_NET_INTERNAL   (1U << 2)
 
+/* Routed CIDRs a network may have (network create --routed-cidr). */
+#define BP_ROUTED_MAX 4
+
 /* Networks by id (the bridge's ifindex). */
 struct bp_network {
 	__u32 subnet;
@@ -74,6 +77,14 @@ struct bp_network {
 	__u8 bridge_mac[6];
 	__u8 pad[2];
 	__u32 flags;       /* BP_NET_* */
+	/*
+	 * Addresses the network exchanges traffic with routed, both ways: not
+	 * masqueraded to, and let in directly to any container address and port
+	 * (a cluster's pod CIDR). The first n_routed pairs are used.
+	 */
+	__u32 routed_addr[BP_ROUTED_MAX];
+	__u32 routed_mask[BP_ROUTED_MAX];
+	__u32 n_routed;
 };
 
 /* With icc=false: src may talk to dst on (proto, port); direction says which port. */

@@ -56,6 +56,17 @@ static __always_inline int bp_deliver_routed(struct __sk_buff *skb, struct bp_pa
 	return TC_ACT_OK;
 }
 
+/* Is addr in one of the network's routed CIDRs (exchanged with routed, not masqueraded, both ways)? */
+static __always_inline int bp_net_routed(const struct bp_network *net, __be32 addr)
+{
+#pragma unroll
+	for (int i = 0; i < BP_ROUTED_MAX; i++) {
+		if (i < (int)net->n_routed && (addr & net->routed_mask[i]) == net->routed_addr[i])
+			return 1;
+	}
+	return 0;
+}
+
 /* An address of the instance's own namespace (what iptables calls addrtype LOCAL). */
 static __always_inline int bp_is_local(__be32 addr)
 {

@@ -11,6 +11,8 @@ export interface CreateNetworkRequest {
   internal?: boolean;
   hostBindingIp?: string;
   bridgeName?: string;
+  /** CIDRs reached routed both ways: not masqueraded to, let in directly (at most 4). */
+  routedCidrs?: string[];
   /** Docker's -o options: com.docker.network.bridge.* and com.docker.network.driver.mtu. */
   options?: Record<string, string>;
 }

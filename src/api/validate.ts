@@ -47,6 +47,7 @@ export const SHAPES = {
     internal: ['boolean', false],
     hostBindingIp: ['string', false],
     bridgeName: ['string', false],
+    routedCidrs: ['string[]', false],
     options: ['record', false],
   },
   run: {

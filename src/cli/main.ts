@@ -123,6 +123,7 @@ export function buildProgram(): Command {
     .option('--internal', 'no traffic in or out of the network')
     .option('--host-binding-ip <ip>', 'default host address for published ports')
     .option('--bridge-name <iface>', 'name of the Linux bridge')
+    .option('--routed-cidr <cidr>', 'reached routed both ways: not masqueraded to, and let in directly to every container (repeatable, at most 4; e.g. a cluster pod CIDR)', collect, [])
     .option('-o, --opt <key=value>', 'driver option (com.docker.network.bridge.*, com.docker.network.driver.mtu)', collect, [])
     .action(async (name: string, o: Json) => {
       const options: Record<string, string> = {};
@@ -144,6 +145,7 @@ export function buildProgram(): Command {
         internal: o.internal,
         hostBindingIp: o.hostBindingIp,
         bridgeName: o.bridgeName,
+        ...((o.routedCidr as string[]).length ? { routedCidrs: o.routedCidr } : {}),
         options,
       });
       console.log(net.Id);

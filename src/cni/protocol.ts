@@ -98,6 +98,7 @@ export interface NetConf {
     internal?: boolean;
     hostBindingIp?: string;
     bridgeName?: string;
+    routedCidrs?: string[];
   };
   /** Capability arguments (runtimeConfig), keys as sent. */
   runtimeConfig: Record<string, unknown>;
@@ -109,7 +110,7 @@ export interface NetConf {
 /** Keys the spec, libcni and the runtimes add to a plugin's configuration, accepted and not used. */
 const RUNTIME_KEYS = new Set(['type', 'capabilities', 'args', 'dns', 'cniVersions', 'disableCheck', 'disableGC', 'plugins']);
 
-type Kind = 'string' | 'number' | 'boolean';
+type Kind = 'string' | 'number' | 'boolean' | 'string[]';
 const OWN_KEYS: Record<string, Kind> = {
   network: 'string',
   socket: 'string',
@@ -122,6 +123,7 @@ const OWN_KEYS: Record<string, Kind> = {
   internal: 'boolean',
   hostBindingIp: 'string',
   bridge: 'string',
+  routedCidrs: 'string[]',
 };
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -169,7 +171,9 @@ export function parseConfig(text: string): NetConf {
     );
   }
   for (const [k, kind] of Object.entries(OWN_KEYS)) {
-    if (c[k] !== undefined && typeof c[k] !== kind) throw new CniError(CNI_ERR.INVALID_CONFIG, `network configuration key "${k}" must be a ${kind}`);
+    const v = c[k];
+    const fits = kind === 'string[]' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : typeof v === kind;
+    if (v !== undefined && !fits) throw new CniError(CNI_ERR.INVALID_CONFIG, `network configuration key "${k}" must be a ${kind === 'string[]' ? 'list of strings' : kind}`);
   }
   const network = (c.network as string | undefined) ?? c.name;
   if (!NAME_RE.test(network)) throw new CniError(CNI_ERR.INVALID_CONFIG, `invalid network ${JSON.stringify(network)}: must match ${NAME_RE.source}`);
@@ -190,6 +194,7 @@ export function parseConfig(text: string): NetConf {
       internal: c.internal as boolean | undefined,
       hostBindingIp: c.hostBindingIp as string | undefined,
       bridgeName: c.bridge as string | undefined,
+      routedCidrs: c.routedCidrs as string[] | undefined,
     },
     runtimeConfig: rc as Record<string, unknown>,
     ...(c.prevResult !== undefined ? { prevResult: c.prevResult } : {}),

@@ -242,6 +242,9 @@ export class Daemon {
       if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw invalid(`invalid mtu ${opts.mtu}: must be 68-65535`);
       if (opts.hostBindingIp !== undefined) parseIpv4(opts.hostBindingIp, 'host binding IP');
       if (opts.internal && opts.masquerade) throw invalid('an internal network has no egress: --masquerade does not apply');
+      const routedCidrs = (req.routedCidrs ?? []).map((text) => formatCidr(parseCidr(text, 'routed CIDR')));
+      if (routedCidrs.length && opts.internal) throw invalid('an internal network has no traffic in or out: --routed-cidr does not apply');
+      if (routedCidrs.length > ROUTED_CIDRS_MAX) throw invalid(`${routedCidrs.length} routed CIDRs: at most ${ROUTED_CIDRS_MAX}`);
 
       const inUse: SubnetInUse[] = draft.networks.map((n) => ({ name: n.name, cidr: parseCidr(n.subnet) }));
       if (!opts.subnet) inUse.push(...(await this.hostSubnets(draft)));
@@ -269,6 +272,7 @@ export class Daemon {
         isDefault: false,
         options,
         ...(auxAddresses.length ? { auxAddresses } : {}),
+        ...(routedCidrs.length ? { routedCidrs } : {}),
         ...(req.owner ? { owner: { ...req.owner } } : {}),
         created: now(),
       };
@@ -1051,6 +1055,9 @@ export interface AttachSpec {
   defaultRoute: boolean;
   ports: PortSpec[];
 }
+
+/** Routed CIDRs a network may have (the eBPF datapath's map entry holds that many). */
+export const ROUTED_CIDRS_MAX = 4;
 
 /** Docker's -o options a network takes. */
 const NETWORK_OPTIONS = [

@@ -146,6 +146,7 @@ export function inspectNetwork(n: NetworkRecord, state: State, names: DisplayNam
       Config: [{ Subnet: n.subnet, ...(n.ipRange !== n.subnet ? { IPRange: n.ipRange } : {}), Gateway: n.gateway }],
     },
     Internal: n.internal,
+    ...(n.routedCidrs ? { RoutedCIDRs: n.routedCidrs } : {}),
     Attachable: false,
     Ingress: false,
     Containers: containers,

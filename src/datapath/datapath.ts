@@ -13,6 +13,8 @@ export interface DpNetwork {
   icc: boolean;
   masquerade: boolean;
   internal: boolean;
+  /** CIDRs reached routed both ways (not masqueraded; let in to every container address). */
+  routedCidrs?: string[];
 }
 
 export interface DpEndpoint {

@@ -83,6 +83,7 @@ export function toDatapathModel(state: State, uplinks: string[]): DatapathModel 
       icc: n.icc,
       masquerade: n.masquerade,
       internal: n.internal,
+      routedCidrs: [...(n.routedCidrs ?? [])],
     })),
     endpoints,
     ports,

@@ -24,6 +24,12 @@ export interface NetworkRecord {
   /** The default network ("bridge"), made from the daemon's --bip/--fixed-cidr/--mtu/--icc. */
   isDefault: boolean;
   options: Record<string, string>;
+  /**
+   * CIDRs the network exchanges traffic with routed, both ways (a cluster's
+   * pod CIDR): no masquerade toward them, and from them (in on an uplink)
+   * every container address and port is reachable. Absent when none.
+   */
+  routedCidrs?: string[];
   /** Addresses the network's IPAM keeps out of use (Docker's --aux-address); absent when none. */
   auxAddresses?: string[];
   /** The front end that made the network and its key; absent for bridgeport's own API. */

@@ -371,3 +371,30 @@ describe('renderRules: two host ports to the same container port', () => {
     ]);
   });
 });
+
+describe('renderRules: routed CIDRs (network create --routed-cidr, a cluster pod CIDR)', () => {
+  const rules = renderRules(model({ networks: [net({ routedCidrs: ['10.244.0.0/16'] })] }));
+  const grep = (table: string[], text: string) => table.filter((l) => l.includes(text));
+
+  it('does not masquerade toward them: a RETURN before the count and MASQUERADE rules', () => {
+    const ret = rules.nat.findIndex((l) => l.includes('-d 10.244.0.0/16') && l.endsWith('-j RETURN'));
+    const masq = rules.nat.findIndex((l) => l.includes('bridgeport:masquerade:bridge'));
+    expect(rules.nat[ret]).toBe('-A BRIDGEPORT-POSTROUTING -s 172.17.0.0/16 -d 10.244.0.0/16 ! -o bp0 -m comment --comment bridgeport:routed:bridge -j RETURN');
+    expect(ret).toBeGreaterThanOrEqual(0);
+    expect(ret).toBeLessThan(masq);
+    expect(ret).toBeLessThan(rules.nat.findIndex((l) => l.includes('bridgeport:count:masq-out:bp0')));
+  });
+
+  it('lets them in to every container address, on an uplink only, ahead of the direct-access drops', () => {
+    expect(grep(rules.filter, 'bridgeport:routed:')).toEqual(['-A BRIDGEPORT -s 10.244.0.0/16 -i eth0 -o bp0 -m comment --comment bridgeport:routed:bridge -j ACCEPT']);
+    const accept = rules.raw.findIndex((l) => l.includes('bridgeport:routed:bridge'));
+    expect(rules.raw[accept]).toBe('-A BRIDGEPORT-RAW -s 10.244.0.0/16 -d 172.17.0.0/16 -i eth0 -m comment --comment bridgeport:routed:bridge -j ACCEPT');
+    expect(accept).toBeLessThan(rules.raw.findIndex((l) => l.includes('bridgeport:drop:direct_access')));
+    expect(rules.filter.findIndex((l) => l.includes('bridgeport:routed:'))).toBeLessThan(rules.filter.findIndex((l) => l.includes('bridgeport:drop:network_isolation')));
+  });
+
+  it('renders nothing of the kind without them', () => {
+    const plain = renderRules(model());
+    expect([...plain.filter, ...plain.nat, ...plain.raw].filter((l) => l.includes('routed'))).toEqual([]);
+  });
+});

@@ -9,7 +9,7 @@
  */
 import type { Proto } from '../../model/port-spec.js';
 
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 /** Sizes and field offsets, in bytes: what the BTF test checks. */
 export const LAYOUT = {
@@ -21,7 +21,7 @@ export const LAYOUT = {
   },
   bp_epoch: { size: 8, fields: { current: 0, pad: 4 } },
   bp_endpoint: { size: 20, fields: { ip: 0, ifindex: 4, network_id: 8, mac: 12, pad: 18 } },
-  bp_network: { size: 28, fields: { subnet: 0, mask: 4, gateway: 8, bridge_ifindex: 12, bridge_mac: 16, pad: 22, flags: 24 } },
+  bp_network: { size: 64, fields: { subnet: 0, mask: 4, gateway: 8, bridge_ifindex: 12, bridge_mac: 16, pad: 22, flags: 24, routed_addr: 28, routed_mask: 44, n_routed: 60 } },
   bp_link_key: { size: 12, fields: { src_ip: 0, dst_ip: 4, port: 8, proto: 10, direction: 11 } },
   bp_uplink: { size: 12, fields: { ip: 0, mac: 4, pad: 10 } },
   bp_ct_key: { size: 16, fields: { saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12, pad: 13 } },
@@ -229,7 +229,12 @@ export interface NetworkValue {
   bridgeIfindex: number;
   bridgeMac: string;
   flags: number;
+  /** Routed CIDRs: network address and mask, at most ROUTED_MAX. */
+  routed?: { addr: string; mask: string }[];
 }
+
+/** BP_ROUTED_MAX: the routed CIDRs a network's map entry holds. */
+export const ROUTED_MAX = 4;
 
 export function encodeNetwork(n: NetworkValue): Buffer {
   const b = Buffer.alloc(LAYOUT.bp_network.size);
@@ -239,6 +244,13 @@ export function encodeNetwork(n: NetworkValue): Buffer {
   b.writeUInt32LE(n.bridgeIfindex, 12);
   writeMac(b, 16, n.bridgeMac);
   b.writeUInt32LE(n.flags, 24);
+  const routed = n.routed ?? [];
+  if (routed.length > ROUTED_MAX) throw new Error(`network entry: ${routed.length} routed CIDRs, at most ${ROUTED_MAX}`);
+  for (const [i, r] of routed.entries()) {
+    writeIp(b, 28 + 4 * i, r.addr);
+    writeIp(b, 44 + 4 * i, r.mask);
+  }
+  b.writeUInt32LE(routed.length, 60);
   return b;
 }
 

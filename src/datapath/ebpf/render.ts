@@ -119,7 +119,18 @@ export function renderMaps(model: DatapathModel, facts: HostFacts): MapContents 
     if (!n.masquerade && !n.internal) routed.add(n.name);
     out.bp_networks.set(
       hex(encodeU32(br.ifindex)),
-      encodeNetwork({ subnet: formatIpv4(network), mask: maskOf(prefix), gateway: n.gateway, bridgeIfindex: br.ifindex, bridgeMac: br.mac, flags }),
+      encodeNetwork({
+        subnet: formatIpv4(network),
+        mask: maskOf(prefix),
+        gateway: n.gateway,
+        bridgeIfindex: br.ifindex,
+        bridgeMac: br.mac,
+        flags,
+        routed: (n.routedCidrs ?? []).map((c) => {
+          const cidr = parseCidr(c);
+          return { addr: formatIpv4(cidr.network), mask: maskOf(cidr.prefix) };
+        }),
+      }),
     );
   }
 

@@ -141,6 +141,10 @@ export function renderRules(model: DatapathModel): RuleSet {
     );
   }
   for (const n of nets) {
+    // A routed CIDR (a cluster's pods on other nodes) reaches every container, in on an uplink.
+    for (const cidr of n.routedCidrs ?? []) {
+      for (const up of model.uplinks) filter.push(`-A ${CHAINS.ports} -s ${cidr} -i ${up} -o ${n.bridge} ${comment(`bridgeport:routed:${n.name}`)} -j ACCEPT`);
+    }
     filter.push(`-A ${CHAINS.ports} ! -i ${n.bridge} -o ${n.bridge} ${comment('bridgeport:drop:network_isolation')} -j DROP`);
   }
 
@@ -148,6 +152,8 @@ export function renderRules(model: DatapathModel): RuleSet {
   for (const n of nets) {
     if (n.internal) continue;
     if (n.masquerade) {
+      // Toward a routed CIDR the container's own address leaves: neither counted nor masqueraded.
+      for (const cidr of n.routedCidrs ?? []) nat.push(`-A ${CHAINS.postrouting} -s ${n.subnet} -d ${cidr} ! -o ${n.bridge} ${comment(`bridgeport:routed:${n.name}`)} -j RETURN`);
       // The first packet of a flow is masqueraded here, after mangle POSTROUTING has seen it
       // without its SNAT state: it is counted here, the flow's later packets in mangle.
       nat.push(`-A ${CHAINS.postrouting} -s ${n.subnet} ! -o ${n.bridge} ${notDnat} ${comment(masqOut(n.bridge))}`);
@@ -178,6 +184,12 @@ export function renderRules(model: DatapathModel): RuleSet {
     }
   }
   const routed = new Set(nets.filter((n) => !n.masquerade && !n.internal).map((n) => n.name));
+  // From a network's routed CIDRs, in on an uplink, its containers are reachable directly.
+  for (const n of nets) {
+    for (const cidr of n.routedCidrs ?? []) {
+      for (const up of model.uplinks) raw.push(`-A ${CHAINS.raw} -s ${cidr} -d ${n.subnet} -i ${up} ${comment(`bridgeport:routed:${n.name}`)} -j ACCEPT`);
+    }
+  }
   const guarded = model.endpoints.filter((e) => !routed.has(e.network));
   if (guarded.length) for (const n of nets) raw.push(`-A ${CHAINS.raw} -i ${n.bridge} -j MARK --set-xmark ${FROM_BRIDGE_MARK}`);
   for (const e of guarded) {

@@ -24,6 +24,8 @@ describe('CNI protocol translation', () => {
     expect(codeOf(() => parseConfig('{"cniVersion":"1.0.0","name":"-a"}'))).toBe(7);
     expect(() => parseConfig('{"cniVersion":"1.0.0","name":"a","hairpin":true}')).toThrow(/unknown network configuration key "hairpin"/);
     expect(codeOf(() => parseConfig('{"cniVersion":"1.0.0","name":"a","icc":"no"}'))).toBe(7);
+    expect(parseConfig('{"cniVersion":"1.0.0","name":"a","routedCidrs":["10.244.0.0/16"]}').create.routedCidrs).toEqual(['10.244.0.0/16']);
+    expect(() => parseConfig('{"cniVersion":"1.0.0","name":"a","routedCidrs":"10.244.0.0/16"}')).toThrow(/"routedCidrs" must be a list of strings/);
     const gc = parseConfig(JSON.stringify({ cniVersion: '1.1.0', name: 'a', 'cni.dev/attachments': [{ containerID: 'x', ifname: 'eth0' }] }));
     expect(gc.validAttachments).toEqual([{ containerId: 'x', ifname: 'eth0' }]);
     expect(callerVersion('{"cniVersion":"0.4.0"}')).toBe('0.4.0');

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, Option } from 'commander';
+import { applyRoutes, currentRoutes, hostGwRoutes, KubeApi, podNetworkFor, routeChanges } from '../cni/kubernetes.js';
 import { renderConflist } from '../cni/protocol.js';
 import { type DaemonFlags, runDaemon, VERSION } from '../daemon/main.js';
 import { DEFAULT_DOCKER_HOST } from '../docker/engine.js';
@@ -398,23 +399,25 @@ export function buildProgram(): Command {
     .option('--name <name>', "the runtime's name of the network (default: the network's name)")
     .option('--write <dir>', 'write it to DIR/05-bridgeport-NAME.conflist (sorting first: containerd reads only the first file)')
     .action(async (network: string, o: Json) => {
-      const c = client(program);
-      const net = await c.call<Json>('GET', `/v1/networks/${enc(network)}`);
-      const status = await c.call<Json>('GET', '/v1/status');
-      const name = (o.name as string | undefined) ?? net.Name;
-      const text = `${JSON.stringify(renderConflist({ name, network: net.Name, socket: status.Socket === DEFAULT_SOCKET ? undefined : status.Socket }), null, 2)}\n`;
-      if (!o.write) {
-        process.stdout.write(text);
-        return;
-      }
-      const file = path.join(o.write, `05-bridgeport-${name}.conflist`);
-      // Whole or not at all: a runtime reading the folder never sees half a file.
-      await mkdir(o.write, { recursive: true });
-      const tmp = `${file}.tmp-${process.pid}`;
-      await writeFile(tmp, text);
-      await rename(tmp, file);
-      console.log(file);
+      const { text, name } = await conflistOf(client(program), network, o.name);
+      if (!o.write) process.stdout.write(text);
+      else console.log(await writeConflist(o.write, name, text));
     });
+
+  cni
+    .command('kube-node')
+    .description("a Kubernetes node's pod network (contrib/kubernetes): from the Node object, host-gw routes to the other nodes' pod CIDRs, the conflist once the network is ready")
+    .requiredOption('--cluster-cidr <cidr>', "the cluster's pod CIDR (routed, not masqueraded)")
+    .option('--node <name>', 'this node (default: $NODE_NAME)')
+    .option('--network <name>', 'the bridgeport network of the pods', 'pods')
+    .option('--bridge-name <iface>', 'its bridge', 'bp-pods')
+    .option('--mtu <bytes>', "the pod network's MTU")
+    .option('--conflist-dir <dir>', 'where the runtime reads CNI configurations', '/etc/cni/net.d')
+    .option('--interval <seconds>', 'seconds between route updates from the Node list', '10')
+    .option('--kube-api <url>', 'the API server (default: in-cluster, from KUBERNETES_SERVICE_HOST)')
+    .option('--kube-token-file <path>', 'bearer token (default: the pod service account\'s)')
+    .option('--kube-ca-file <path>', "the API server's CA (default: the pod service account's)")
+    .action(async (o: Json) => runKubeNode(client(program), o));
 
   program
     .command('status')
@@ -427,6 +430,91 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/** The conflist for a network, named `name` (default the network's own name). */
+async function conflistOf(c: Client, network: string, name?: string): Promise<{ text: string; name: string }> {
+  const net = await c.call<Json>('GET', `/v1/networks/${enc(network)}`);
+  const status = await c.call<Json>('GET', '/v1/status');
+  const listName = name ?? net.Name;
+  const conf = renderConflist({ name: listName, network: net.Name, socket: status.Socket === DEFAULT_SOCKET ? undefined : status.Socket });
+  return { text: `${JSON.stringify(conf, null, 2)}\n`, name: listName };
+}
+
+/** Writes DIR/05-bridgeport-NAME.conflist whole or not at all: a runtime reading the folder never sees half a file. */
+async function writeConflist(dir: string, name: string, text: string): Promise<string> {
+  const file = path.join(dir, `05-bridgeport-${name}.conflist`);
+  await mkdir(dir, { recursive: true });
+  const tmp = path.join(dir, `.05-bridgeport-${name}.tmp-${process.pid}`);
+  await writeFile(tmp, text);
+  await rename(tmp, file);
+  return file;
+}
+
+const log = (msg: string): void => console.error(`${new Date().toISOString()} ${msg}`);
+const pause = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * `cni kube-node`: waits for the daemon, makes (or checks) the node's pod
+ * network from its Node object, writes the conflist only then (the kubelet
+ * keeps the node NotReady until one exists), and keeps host-gw routes to the
+ * other nodes' pod CIDRs in step with the Node list until SIGTERM.
+ */
+async function runKubeNode(c: Client, o: Json): Promise<void> {
+  const nodeName: string | undefined = o.node ?? process.env.NODE_NAME;
+  if (!nodeName) throw new BridgeportError('cni kube-node: give --node NAME (or set NODE_NAME, e.g. from the downward API)');
+  const intervalS = Number(o.interval);
+  if (!Number.isFinite(intervalS) || intervalS <= 0) throw new BridgeportError(`invalid --interval "${o.interval}": a positive number of seconds`);
+  const mtu = o.mtu === undefined ? undefined : Number(o.mtu);
+  const api = KubeApi.inCluster({ server: o.kubeApi, tokenFile: o.kubeTokenFile, caFile: o.kubeCaFile });
+  for (let i = 0; ; i++) {
+    try {
+      await c.call('GET', '/v1/status');
+      break;
+    } catch (err) {
+      if (!(err instanceof ConnectError)) throw err;
+      if (i % 20 === 0) log(`cni kube-node: waiting for the daemon at ${c.host}`);
+      await pause(500);
+    }
+  }
+  const self = (await api.nodes()).find((n) => n.name === nodeName);
+  if (!self) throw new BridgeportError(`cni kube-node: the API server has no node ${nodeName}`);
+  const want = podNetworkFor(self, { network: o.network, clusterCidr: o.clusterCidr, bridge: o.bridgeName, mtu });
+  let net: Json | undefined;
+  try {
+    net = await c.call<Json>('GET', `/v1/networks/${enc(want.name)}`);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 404)) throw err;
+  }
+  if (!net) {
+    net = await c.call<Json>('POST', '/v1/networks', want);
+    log(`cni kube-node: network ${want.name} created: ${want.subnet}, routed ${want.routedCidrs!.join(', ')}`);
+  } else {
+    const subnet = net.IPAM?.Config?.[0]?.Subnet;
+    const routed = (net.RoutedCIDRs ?? []).join(',');
+    if (subnet !== want.subnet || routed !== want.routedCidrs!.join(',')) {
+      throw new BridgeportError(
+        `cni kube-node: network ${want.name} has subnet ${subnet} and routed CIDRs [${routed}], the node wants ${want.subnet} and [${want.routedCidrs!.join(',')}]: remove it (its pods first) or name another --network`,
+      );
+    }
+  }
+  const { text, name } = await conflistOf(c, want.name);
+  log(`cni kube-node: wrote ${await writeConflist(o.conflistDir, name, text)}`);
+  let stopped = false;
+  process.once('SIGTERM', () => {
+    stopped = true;
+  });
+  while (!stopped) {
+    try {
+      const changes = routeChanges(await currentRoutes(), hostGwRoutes(await api.nodes(), nodeName));
+      await applyRoutes(changes);
+      for (const r of changes.replace) log(`cni kube-node: route ${r.dst} via ${r.via}`);
+      for (const r of changes.remove) log(`cni kube-node: route ${r.dst} removed (its node is gone)`);
+    } catch (err) {
+      log(`cni kube-node: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    for (let waited = 0; waited < intervalS * 1000 && !stopped; waited += 200) await pause(200);
+  }
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -96,6 +96,10 @@ export class CniService {
     const mac = staticMac(conf.runtimeConfig, args);
     const net = await this.network(conf);
     const key = attachmentKey(call);
+    // The same attachment again: refused while it lives; one whose sandbox went
+    // away without a DEL (not yet swept) is forgotten first, so the runtime's
+    // next start of the container is not refused for it.
+    if (findOwnedEndpoint(this.daemon.snapshot, 'cni', key)) await this.daemon.forgetGoneEndpoints('cni');
     const state = this.daemon.snapshot;
     // The sandbox's first attachment routes its default traffic (podman attaches eth0 first).
     const first = !state.containers.some((c) => c.endpoints.some((e) => e.owner?.frontEnd === 'cni' && e.owner.container?.id === call.containerId));

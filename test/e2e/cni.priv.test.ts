@@ -98,6 +98,11 @@ describePriv.each(DATAPATHS)('CNI plugin, spec level (%s)', (datapath) => {
       // ADD again for the same container and interface: refused, nothing changed.
       const again = await call({ command: 'ADD', containerId: id, netns: sb.path, ifname: 'eth0', config: conf() });
       expectCniError(again, 100, /already exists/);
+      // An interface of that name already in the sandbox (another plugin's): refused, nothing left.
+      await inSandbox(sb.path)('ip', ['link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'eth1p']);
+      const taken = await call({ command: 'ADD', containerId: containerId(), netns: sb.path, ifname: 'eth1', config: conf() });
+      expectCniError(taken, 100, /exists/);
+      expect(((await d.cliJson(['ps', '--json'])) as any[]).length).toBe(1);
 
       const del = await call({ command: 'DEL', containerId: id, netns: sb.path, ifname: 'eth0', config: conf({ prevResult: add.json }) });
       expect(del.exitCode, del.stdout).toBe(0);
@@ -274,6 +279,17 @@ describePriv.each(DATAPATHS)('CNI plugin, spec level (%s)', (datapath) => {
       expect((await call({ command: 'ADD', containerId: 'lost2', netns: c.path, ifname: 'eth0', config: conf() })).exitCode).toBe(0);
       await c.remove();
       await expect.poll(async () => ((await d.cliJson(['ps', '--json'])) as any[]).length, { timeout: 10_000 }).toBe(0);
+      // And the same container started again at once, in a new sandbox, before any pass: not refused.
+      const e1 = await makeSandbox(topo.workDir, 'again1');
+      expect((await call({ command: 'ADD', containerId: 'again', netns: e1.path, ifname: 'eth0', config: conf() })).exitCode).toBe(0);
+      await e1.remove();
+      const e2 = await makeSandbox(topo.workDir, 'again2');
+      try {
+        const r = await call({ command: 'ADD', containerId: 'again', netns: e2.path, ifname: 'eth0', config: conf() });
+        expect(r.exitCode, r.stdout).toBe(0);
+      } finally {
+        await e2.remove();
+      }
     } finally {
       await a.remove();
       if (!bRemoved) await b.remove();

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, readlink, rm, rmdir, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa, type ResultPromise } from 'execa';
-import { afterAll, beforeAll } from 'vitest';
 import { buildRootfs, IMAGE } from './dockerd.js';
-import { type CommandResult, createTopology, nsenterArgv, runCommand, type Topology } from './topology.js';
+import { type CommandResult, nsenterArgv, runCommand, type Topology } from './topology.js';
+import { cgroupRoots, describeProcs, message, mntNs, mountsUnder, must, type ProcInfo, processes, removeCgroupTree, toml, useRuntime, vethsIn } from './runtime-ns.js';
 
 /**
  * Real containerd (Debian's 1.6, with runc) for the `ctr run --cni` smoke
@@ -114,17 +114,6 @@ export function whyNoContainerd(): string | undefined {
   return undefined;
 }
 
-async function must(argv: readonly string[], what: string): Promise<string> {
-  const r = await runCommand(argv, { timeoutMs: DEFAULT_TIMEOUT_MS });
-  if (r.exitCode !== 0) throw new Error(`${what}: ${argv.join(' ')}: exit ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}`);
-  return r.stdout;
-}
-
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-
-/** A TOML string (JSON's escapes are TOML's for what paths hold). */
-const toml = (s: string): string => JSON.stringify(s);
-
 const sha256 = (data: Buffer | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
 /**
@@ -175,40 +164,6 @@ async function buildOciImage(dir: string): Promise<string> {
   return archive;
 }
 
-async function mntNs(pid: number): Promise<string | undefined> {
-  return readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
-}
-
-interface ProcInfo {
-  pid: number;
-  ppid: number;
-  state: string;
-  comm: string;
-}
-
-async function processes(): Promise<ProcInfo[]> {
-  const out: ProcInfo[] = [];
-  for (const e of await readdir('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    const text = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
-    // pid (comm) state ppid …; comm may hold spaces and parentheses.
-    const close = text.lastIndexOf(')');
-    if (close < 0) continue;
-    const [state, ppid] = text.slice(close + 2).split(' ');
-    out.push({ pid: Number(e), ppid: Number(ppid), state: state ?? '?', comm: text.slice(text.indexOf('(') + 1, close) });
-  }
-  return out;
-}
-
-async function cgroupRoots(): Promise<string[]> {
-  const roots: string[] = [];
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (post?.startsWith('cgroup ') || post?.startsWith('cgroup2 ')) roots.push(pre!.split(' ')[4]!);
-  }
-  return roots;
-}
-
 /** Pids in a cgroup and its descendants (every hierarchy lists them: one is enough, all are read in case one lags). */
 async function pidsInCgroupTree(dir: string, out: Set<number>): Promise<void> {
   let entries: string[];
@@ -220,20 +175,6 @@ async function pidsInCgroupTree(dir: string, out: Set<number>): Promise<void> {
   const procs = await readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
   for (const p of procs.split('\n')) if (p.trim()) out.add(Number(p));
   for (const e of entries) await pidsInCgroupTree(path.join(dir, e), out);
-}
-
-/** Removes an empty cgroup and its empty children; reports what stays (busy or not empty). */
-async function removeCgroupTree(dir: string, left: string[]): Promise<void> {
-  let entries: string[];
-  try {
-    entries = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
-  } catch {
-    return;
-  }
-  for (const e of entries) await removeCgroupTree(path.join(dir, e), left);
-  await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') left.push(`${dir} (${err.code})`);
-  });
 }
 
 /** Programs of containerd's own, whose processes (and their descendants: containers, CNI plugins) should be gone after the tasks are. */
@@ -267,30 +208,6 @@ async function containerdProcesses(ns: string, cgroupDirs: string[]): Promise<(P
     }
   }
   return all.filter((p) => inNs.has(p.pid)).map((p) => ({ ...p, made: made.has(p.pid) }));
-}
-
-const describeProcs = (ps: ProcInfo[]): string => ps.map((p) => `${p.pid} (${p.comm})`).join(', ');
-
-/** index and name of the veths in a network namespace, with their peer's index (`eth0@if7`). */
-async function vethsIn(nsPath: string): Promise<{ index: number; name: string; peer: number }[]> {
-  const r = await runCommand(nsenterArgv(nsPath, 'ip', ['-o', 'link', 'show', 'type', 'veth']));
-  if (r.exitCode !== 0) throw new Error(`list veths in ${nsPath}: exit ${r.exitCode}: ${r.stderr.trim()}`);
-  const out: { index: number; name: string; peer: number }[] = [];
-  for (const line of r.stdout.split('\n')) {
-    const m = /^(\d+):\s+([^:@\s]+)(?:@if(\d+))?/.exec(line);
-    if (m) out.push({ index: Number(m[1]), name: m[2]!, peer: Number(m[3] ?? 0) });
-  }
-  return out;
-}
-
-/** Mount points at or under dir in our own mount namespace. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
-    const mp = (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-    if (mp === dir || mp.startsWith(`${dir}/`)) found.push(mp);
-  }
-  return found;
 }
 
 /** `ctr tasks ls` rows: TASK PID STATUS. */
@@ -583,48 +500,17 @@ export function useContainerd(o: {
   setup: (topo: Topology) => ContainerdOptions | Promise<ContainerdOptions>;
   teardown?: (topo: Topology) => Promise<void>;
 }): ContainerdScenario {
-  let topo: Topology | undefined;
-  let cd: Containerd | undefined;
-  let unavailable: string | undefined = whyNoContainerd();
-  const started = <T>(v: T | undefined, what: string): T => {
-    if (v === undefined) throw new Error(`${o.what}: ${what} is not running (${unavailable ?? 'beforeAll did not finish'})`);
-    return v;
-  };
-
-  beforeAll(async () => {
-    if (unavailable !== undefined) {
-      console.warn(`[bridgeport] skipping the ${o.what} scenarios: ${unavailable}`);
-      return;
-    }
-    topo = await createTopology();
-    const opts = await o.setup(topo);
-    try {
-      cd = await startContainerd(topo, opts);
-    } catch (err) {
-      if (!(err instanceof ContainerdUnavailable)) throw err;
-      unavailable = err.message;
-      console.warn(`[bridgeport] skipping the ${o.what} scenarios: containerd cannot start here: ${err.message}`);
-    }
-  }, 120_000);
-
-  afterAll(async () => {
-    const errors: unknown[] = [];
-    await cd?.stop().catch((e: unknown) => errors.push(e));
-    if (topo && o.teardown) await o.teardown(topo).catch((e: unknown) => errors.push(e));
-    await topo?.cleanup().catch((e: unknown) => errors.push(e));
-    if (errors.length) throw new AggregateError(errors, errors.map(message).join('; '));
-  }, 120_000);
-
+  const s = useRuntime({ ...o, runtime: 'containerd', whyNot: whyNoContainerd, start: startContainerd, unavailable: ContainerdUnavailable });
   return {
     get topo() {
-      return started(topo, 'the topology');
+      return s.topo;
     },
     get cd() {
-      return started(cd, 'containerd');
+      return s.runtime;
     },
     env(ctx) {
-      if (unavailable !== undefined) ctx.skip(`containerd cannot run: ${unavailable}`);
-      return { topo: started(topo, 'the topology'), cd: started(cd, 'containerd') };
+      const { topo, runtime } = s.env(ctx);
+      return { topo, cd: runtime };
     },
   };
 }

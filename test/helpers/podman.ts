@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { afterAll, beforeAll } from 'vitest';
 import { buildRootfs, IMAGE } from './dockerd.js';
-import { type CommandResult, createTopology, nsenterArgv, pidsInNetns, runCommand, type Topology } from './topology.js';
+import { type CommandResult, nsenterArgv, pidsInNetns, runCommand, type Topology } from './topology.js';
+import { cgroupRoots, describeProcs, message, mntNs, mountsUnder, must, type ProcInfo, processes, removeCgroupTree, toml, useRuntime, vethsIn } from './runtime-ns.js';
 
 /**
  * Real podman (Debian's 4.3, CNI backend) for the CNI scenarios, in the
@@ -114,17 +114,6 @@ export function whyNoPodman(): string | undefined {
   return undefined;
 }
 
-async function must(argv: readonly string[], what: string): Promise<string> {
-  const r = await runCommand(argv, { timeoutMs: DEFAULT_TIMEOUT_MS });
-  if (r.exitCode !== 0) throw new Error(`${what}: ${argv.join(' ')}: exit ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}`);
-  return r.stdout;
-}
-
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-
-/** A TOML string (JSON's escapes are TOML's for what paths hold). */
-const toml = (s: string): string => JSON.stringify(s);
-
 /**
  * The busybox image of dockerd.ts, with a CGI script that answers with the
  * client's address as IPv4 where it is one: podman's containers keep IPv6
@@ -142,31 +131,6 @@ async function buildImage(dir: string): Promise<string> {
   await must(['tar', '-C', root, '-cf', tar, '.'], 'build image rootfs');
   await rm(root, { recursive: true, force: true });
   return tar;
-}
-
-async function mntNs(pid: number): Promise<string | undefined> {
-  return readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
-}
-
-interface ProcInfo {
-  pid: number;
-  ppid: number;
-  state: string;
-  comm: string;
-}
-
-async function processes(): Promise<ProcInfo[]> {
-  const out: ProcInfo[] = [];
-  for (const e of await readdir('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    const text = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
-    // pid (comm) state ppid …; comm may hold spaces and parentheses.
-    const close = text.lastIndexOf(')');
-    if (close < 0) continue;
-    const [state, ppid] = text.slice(close + 2).split(' ');
-    out.push({ pid: Number(e), ppid: Number(ppid), state: state ?? '?', comm: text.slice(text.indexOf('(') + 1, close) });
-  }
-  return out;
 }
 
 /** Identities (dev+inode) of the network namespaces podman bound under /run/netns in its mount namespace (that of pidInNs). */
@@ -212,20 +176,6 @@ async function podmanProcesses(ns: string, netns: { dev: number; ino: number }[]
   return all.filter((p) => inNs.has(p.pid)).map((p) => ({ ...p, made: made.has(p.pid) }));
 }
 
-const describeProcs = (ps: ProcInfo[]): string => ps.map((p) => `${p.pid} (${p.comm})`).join(', ');
-
-/** index and name of the veths in a network namespace, with their peer's index (`eth0@if7`). */
-async function vethsIn(nsPath: string): Promise<{ index: number; name: string; peer: number }[]> {
-  const r = await runCommand(nsenterArgv(nsPath, 'ip', ['-o', 'link', 'show', 'type', 'veth']));
-  if (r.exitCode !== 0) throw new Error(`list veths in ${nsPath}: exit ${r.exitCode}: ${r.stderr.trim()}`);
-  const out: { index: number; name: string; peer: number }[] = [];
-  for (const line of r.stdout.split('\n')) {
-    const m = /^(\d+):\s+([^:@\s]+)(?:@if(\d+))?/.exec(line);
-    if (m) out.push({ index: Number(m[1]), name: m[2]!, peer: Number(m[3] ?? 0) });
-  }
-  return out;
-}
-
 /** The host ends (in the topology's host namespace) of the veths whose other end is in one of podman's containers. */
 async function containerVeths(pidInNs: number, topo: Topology): Promise<{ index: number; name: string }[]> {
   const peers = new Set<number>();
@@ -235,39 +185,6 @@ async function containerVeths(pidInNs: number, topo: Topology): Promise<{ index:
   }
   if (!peers.size) return [];
   return (await vethsIn(topo.hostNsPath)).filter((v) => peers.has(v.index));
-}
-
-async function cgroupRoots(): Promise<string[]> {
-  const roots: string[] = [];
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (post?.startsWith('cgroup ') || post?.startsWith('cgroup2 ')) roots.push(pre!.split(' ')[4]!);
-  }
-  return roots;
-}
-
-/** Removes an empty cgroup and its empty children; reports what stays (busy or not empty). */
-async function removeCgroupTree(dir: string, left: string[]): Promise<void> {
-  let entries: string[];
-  try {
-    entries = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
-  } catch {
-    return;
-  }
-  for (const e of entries) await removeCgroupTree(path.join(dir, e), left);
-  await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') left.push(`${dir} (${err.code})`);
-  });
-}
-
-/** Mount points at or under dir in our own mount namespace. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
-    const mp = (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-    if (mp === dir || mp.startsWith(`${dir}/`)) found.push(mp);
-  }
-  return found;
 }
 
 /** Ids of the containers in podman's storage (what `rm` should remove), read from disk so that it works when podman does not. */
@@ -564,48 +481,17 @@ export function usePodman(o: {
   setup: (topo: Topology) => PodmanOptions | Promise<PodmanOptions>;
   teardown?: (topo: Topology) => Promise<void>;
 }): PodmanScenario {
-  let topo: Topology | undefined;
-  let pm: Podman | undefined;
-  let unavailable: string | undefined = whyNoPodman();
-  const started = <T>(v: T | undefined, what: string): T => {
-    if (v === undefined) throw new Error(`${o.what}: ${what} is not running (${unavailable ?? 'beforeAll did not finish'})`);
-    return v;
-  };
-
-  beforeAll(async () => {
-    if (unavailable !== undefined) {
-      console.warn(`[bridgeport] skipping the ${o.what} scenarios: ${unavailable}`);
-      return;
-    }
-    topo = await createTopology();
-    const opts = await o.setup(topo);
-    try {
-      pm = await startPodman(topo, opts);
-    } catch (err) {
-      if (!(err instanceof PodmanUnavailable)) throw err;
-      unavailable = err.message;
-      console.warn(`[bridgeport] skipping the ${o.what} scenarios: podman cannot start here: ${err.message}`);
-    }
-  }, 120_000);
-
-  afterAll(async () => {
-    const errors: unknown[] = [];
-    await pm?.stop().catch((e: unknown) => errors.push(e));
-    if (topo && o.teardown) await o.teardown(topo).catch((e: unknown) => errors.push(e));
-    await topo?.cleanup().catch((e: unknown) => errors.push(e));
-    if (errors.length) throw new AggregateError(errors, errors.map(message).join('; '));
-  }, 120_000);
-
+  const s = useRuntime({ ...o, runtime: 'podman', whyNot: whyNoPodman, start: startPodman, unavailable: PodmanUnavailable });
   return {
     get topo() {
-      return started(topo, 'the topology');
+      return s.topo;
     },
     get pm() {
-      return started(pm, 'podman');
+      return s.runtime;
     },
     env(ctx) {
-      if (unavailable !== undefined) ctx.skip(`podman cannot run: ${unavailable}`);
-      return { topo: started(topo, 'the topology'), pm: started(pm, 'podman') };
+      const { topo, runtime } = s.env(ctx);
+      return { topo, pm: runtime };
     },
   };
 }

@@ -2,7 +2,7 @@
 # Both install what is missing first (apt packages, npm packages) and build.
 SHELL := /bin/bash
 
-.PHONY: all deps build bpf cni install demo demo-docker test test-unit test-priv lint clean bench bench-quick bench-docker bench-docker-quick
+.PHONY: all deps build bpf cni install demo demo-docker test test-unit test-priv lint clean bench bench-quick bench-docker bench-docker-quick bench-cni bench-cni-quick
 
 # BPF C: one object per attach point (bpf/*.c), plus small programs the tests
 # load (test/bpf/progs/*.c). -Werror: a warning in the datapath is a bug.
@@ -88,6 +88,14 @@ bench-docker: build
 bench-docker-quick: build
 	@scripts/install-bench-deps.sh
 	node bench/docker.mjs --quick
+
+# bridgeport's CNI plugin (ebpf and iptables datapaths) against the reference chain
+# bridge + host-local + portmap (bench/cni.mjs); results in bench/results/<UTC time>-cni/.
+bench-cni: build
+	node bench/cni.mjs
+
+bench-cni-quick: build
+	node bench/cni.mjs --quick
 
 lint: deps
 	npx biome lint src test

@@ -22,10 +22,10 @@
 // the plugin's exit, so neither Node's spawn nor nsenter is in the figure.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { CLIENT_IF, CLIENT_IP, Child, NETNS_DIR, UPLINK, hostIp, nsArgv, run, sleep } from './topology.mjs';
+import { CLIENT_IF, CLIENT_IP, Child, NETNS_DIR, UPLINK, hostIp, nsArgv, pidsInNamespaces, run, sleep } from './topology.mjs';
 
 export const CNI_CONFIGS = ['ebpf', 'iptables', 'reference'];
 export const LABELS = {
@@ -174,31 +174,6 @@ export async function timed(timer, nsPath, prog, args, { input = '', env = {}, t
 /** A random 64-hex container ID, as podman and the CRI make them. */
 export const containerId = () => randomBytes(32).toString('hex');
 
-/** dev:inode of a live namespace file, undefined otherwise. */
-function nsIdentity(p) {
-  try {
-    const st = statSync(p);
-    if (st.dev !== statSync('/proc/self/ns/net').dev) return undefined;
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Pids (not ours) living in one of the given namespace files. */
-function pidsInNamespaces(nsPaths) {
-  const ids = new Set(nsPaths.map(nsIdentity).filter(Boolean));
-  if (ids.size === 0) return [];
-  const found = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
-    try {
-      const st = statSync(`/proc/${d}/ns/net`);
-      if (ids.has(`${st.dev}:${st.ino}`)) found.push(Number(d));
-    } catch {}
-  }
-  return found;
-}
 
 /** Mount points at or under dir, deepest first. */
 export function mountsUnder(dir) {

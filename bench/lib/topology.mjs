@@ -153,7 +153,7 @@ export async function run(argv, { timeoutMs = 30_000, input, must = false, cance
 }
 
 /** dev:inode of a namespace file, or undefined when it is not a live namespace. */
-function nsIdentity(p) {
+export function nsIdentity(p) {
   try {
     const st = statSync(p);
     const self = statSync('/proc/self/ns/net');
@@ -166,7 +166,7 @@ function nsIdentity(p) {
 }
 
 /** Pids (not ours) whose network namespace is one of the given namespace files. */
-function pidsInNamespaces(nsPaths) {
+export function pidsInNamespaces(nsPaths) {
   const ids = new Set(nsPaths.map(nsIdentity).filter(Boolean));
   if (ids.size === 0) return [];
   const found = [];

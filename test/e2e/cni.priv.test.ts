@@ -273,7 +273,8 @@ describePriv.each(DATAPATHS)('CNI plugin, spec level (%s)', (datapath) => {
       await expect.poll(async () => ((await d.cliJson(['ps', '--json'])) as any[]).length, { timeout: 10_000 }).toBe(0);
       expect((await readdir(pending)).filter((f) => f.startsWith('del-'))).toEqual([]);
       expect((await inSandbox(a.path)('ip', ['link', 'show', 'eth0'])).exitCode).not.toBe(0);
-      expect(d.logs()).toMatch(/queued DEL of queued/);
+      // Logged after the removal: the line may come a moment after the record went.
+      await expect.poll(() => d.logs(), { timeout: 5_000 }).toMatch(/queued DEL of queued/);
       // While running: a sandbox destroyed without DEL goes on the next pass.
       const c = await makeSandbox(topo.workDir, 'lost2');
       expect((await call({ command: 'ADD', containerId: 'lost2', netns: c.path, ifname: 'eth0', config: conf() })).exitCode).toBe(0);

@@ -1,3 +1,4 @@
+import type { CreateNetworkRequest } from '../api/types.js';
 import { parseIpv4 } from '../ipam/ipv4.js';
 import type { PortSpec, Proto } from '../model/port-spec.js';
 
@@ -88,18 +89,7 @@ export interface NetConf {
   network: string;
   socket?: string;
   /** Used only when ADD creates the network. */
-  create: {
-    subnet?: string;
-    gateway?: string;
-    ipRange?: string;
-    mtu?: number;
-    icc?: boolean;
-    masquerade?: boolean;
-    internal?: boolean;
-    hostBindingIp?: string;
-    bridgeName?: string;
-    routedCidrs?: string[];
-  };
+  create: Omit<CreateNetworkRequest, 'name' | 'options'>;
   /** Capability arguments (runtimeConfig), keys as sent. */
   runtimeConfig: Record<string, unknown>;
   prevResult?: unknown;

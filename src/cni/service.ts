@@ -1,8 +1,7 @@
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Daemon, findOwnedEndpoint } from '../daemon/daemon.js';
-import { run } from '../host/exec.js';
-import { getLink } from '../host/iproute.js';
+import { getLink, listLinksAndIpv4 } from '../host/iproute.js';
 import { BridgeportError } from '../model/errors.js';
 import type { ContainerRecord, NetworkRecord } from '../model/state.js';
 import {
@@ -21,6 +20,7 @@ import {
   portMappings,
   staticIp,
   staticMac,
+  SUPPORTED_VERSIONS,
 } from './protocol.js';
 
 /**
@@ -68,7 +68,7 @@ export class CniService {
   private async dispatch(call: CniCall): Promise<unknown> {
     switch (call.command) {
       case 'VERSION':
-        return { cniVersion: callerVersion(call.config), supportedVersions: ['0.4.0', '1.0.0', '1.1.0'] };
+        return { cniVersion: callerVersion(call.config), supportedVersions: [...SUPPORTED_VERSIONS] };
       case 'ADD':
         return this.add(call, parseConfig(call.config));
       case 'DEL':
@@ -99,7 +99,7 @@ export class CniService {
     // The same attachment again: refused while it lives; one whose sandbox went
     // away without a DEL (not yet swept) is forgotten first, so the runtime's
     // next start of the container is not refused for it.
-    if (findOwnedEndpoint(this.daemon.snapshot, 'cni', key)) await this.daemon.forgetGoneEndpoints('cni');
+    if (findOwnedEndpoint(this.daemon.snapshot, 'cni', key)) await this.forgetGone();
     const state = this.daemon.snapshot;
     // The sandbox's first attachment routes its default traffic (podman attaches eth0 first).
     const first = !state.containers.some((c) => c.endpoints.some((e) => e.owner?.frontEnd === 'cni' && e.owner.container?.id === call.containerId));
@@ -132,7 +132,7 @@ export class CniService {
     const existing = this.daemon.snapshot.networks.find((n) => n.name === conf.network);
     if (existing) return existing;
     try {
-      return await this.daemon.createNetwork({ name: conf.network, ...definedOnly(conf.create) });
+      return await this.daemon.createNetwork({ name: conf.network, ...conf.create });
     } catch (err) {
       const made = this.daemon.snapshot.networks.find((n) => n.name === conf.network);
       if (made) return made;
@@ -163,14 +163,11 @@ export class CniService {
     if (!host) throw fail(`host interface ${ep.hostIf} is gone`);
     if (host.master !== net.bridge) throw fail(`host interface ${ep.hostIf} is not on bridge ${net.bridge}`);
     if (!call.netnsFd) throw fail(`cannot open CNI_NETNS ${call.netns}: ${call.netnsError || 'not given'}`);
-    const inside = JSON.parse(await run('ip', ['-json', 'addr', 'show', 'dev', call.ifname], { netns: call.netnsFd }).catch(() => '[]')) as {
-      address?: string;
-      addr_info?: { family: string; local: string; prefixlen: number }[];
-    }[];
-    const link = inside[0];
+    const inside = await listLinksAndIpv4(call.netnsFd);
+    const link = inside.links.find((l) => l.ifname === call.ifname);
     if (!link) throw fail(`interface ${call.ifname} is missing in the sandbox`);
     if (link.address !== ep.mac) throw fail(`interface ${call.ifname} has MAC ${link.address}, not ${ep.mac}`);
-    if (!link.addr_info?.some((a) => a.family === 'inet' && a.local === ep.ip && a.prefixlen === ep.prefix)) {
+    if (!inside.addresses.some((a) => a.ifname === call.ifname && a.address === ep.ip && a.prefix === ep.prefix)) {
       throw fail(`interface ${call.ifname} lacks address ${ep.ip}/${ep.prefix}`);
     }
     const prev = conf.prevResult as { ips?: { address?: string }[] } | undefined;
@@ -222,13 +219,19 @@ export class CniService {
     }
   }
 
+  /** Attachments whose veth is gone (the sandbox destroyed without a DEL), forgotten and said so. */
+  private async forgetGone(): Promise<void> {
+    for (const name of await this.daemon.forgetGoneEndpoints('cni')) {
+      this.log(`cni: attachment ${name}: its veth is gone (sandbox destroyed without DEL); forgotten`);
+    }
+  }
+
   /** One pass: queued DELs, then attachments whose sandbox went away. */
   async sweep(): Promise<void> {
     this.sweeping ??= (async () => {
       try {
         await this.drainQueue();
-        const gone = await this.daemon.forgetGoneEndpoints('cni');
-        for (const name of gone) this.log(`cni: attachment ${name}: its veth is gone (sandbox destroyed without DEL); forgotten`);
+        await this.forgetGone();
       } catch (err) {
         this.log(`cni: sweep: ${String(err)}`);
       } finally {
@@ -249,10 +252,6 @@ export class CniService {
 }
 
 const attachmentKey = (call: CniCall): string => `${call.containerId}/${call.ifname}`;
-
-function definedOnly<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
 
 /** What the core refused, as a CNI error: the message stays the core's ("verb noun: cause"). */
 function toCniError(err: unknown): CniError {

@@ -454,9 +454,9 @@ export class Daemon {
     };
   }
 
-  /** Turns SPECs (and -P) into concrete bindings, checked against every port already published. */
   /**
-   * `reservedByFrontEnd`: the front end holds the host ports itself (podman's
+   * Turns SPECs (and -P) into concrete bindings, checked against every port
+   * already published. `reservedByFrontEnd`: the front end holds the host ports itself (podman's
    * conmon binds them before it calls the CNI plugin), so a listener on them
    * is expected rather than a conflict.
    */

@@ -1,7 +1,7 @@
-import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect, it } from 'vitest';
-import { CNI_PLUGIN } from '../helpers/cni.js';
+import { startCniBed } from '../helpers/cni.js';
 import { CONTAINERD_IMAGE, useContainerd } from '../helpers/containerd.js';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
 import type { CommandResult, DaemonHandle } from '../helpers/topology.js';
@@ -28,13 +28,8 @@ describePriv.each(DATAPATHS)('containerd (ctr run --cni) through bridgeport-cni 
   const s = useContainerd({
     what: `containerd (${datapath})`,
     setup: async (topo) => {
-      d = await topo.startDaemon({ datapath, args: ['--cni-gc-interval', '1'] });
-      await cli(['network', 'create', NET, '--subnet', SUBNET]);
-      const confDir = path.join(topo.workDir, 'net.d');
-      await cli(['cni', 'conflist', NET, '--write', confDir]);
-      const pluginDir = path.join(topo.workDir, 'cni-bin');
-      await mkdir(pluginDir, { recursive: true });
-      await symlink(CNI_PLUGIN, path.join(pluginDir, 'bridgeport'));
+      const { d: daemon, confDir, pluginDir } = await startCniBed(topo, datapath, NET, SUBNET);
+      d = daemon;
       return { cniConfigDir: confDir, cniPluginDir: pluginDir };
     },
   });
@@ -42,11 +37,6 @@ describePriv.each(DATAPATHS)('containerd (ctr run --cni) through bridgeport-cni 
     if (!d) throw new Error('no bridgeport daemon (setup failed?)');
     return d;
   };
-  async function cli(args: string[]): Promise<string> {
-    const r = await daemon().cli(args);
-    if (r.exitCode !== 0) throw new Error(`bridgeport ${args.join(' ')}: exit ${r.exitCode}\n${r.stderr}\n--- daemon log ---\n${daemon().logs().slice(-4000)}`);
-    return r.stdout;
-  }
   const records = async (): Promise<any[]> => (await daemon().cliJson(['ps', '--json'])) as any[];
   const logs = (): string => `--- containerd ---\n${s.cd.logs().slice(-3000)}\n--- bridgeport ---\n${daemon().logs().slice(-3000)}`;
 

@@ -1,7 +1,7 @@
-import { mkdir, symlink } from 'node:fs/promises';
+
 import path from 'node:path';
 import { expect, it } from 'vitest';
-import { CNI_PLUGIN } from '../helpers/cni.js';
+import { startCniBed } from '../helpers/cni.js';
 import { PODMAN_IMAGE, usePodman } from '../helpers/podman.js';
 import { DATAPATHS, describePriv } from '../helpers/privileged.js';
 import type { DaemonHandle } from '../helpers/topology.js';
@@ -23,13 +23,8 @@ describePriv.each(DATAPATHS)('podman through bridgeport-cni (%s)', (datapath) =>
   const s = usePodman({
     what: `podman (${datapath})`,
     setup: async (topo) => {
-      d = await topo.startDaemon({ datapath, args: ['--cni-gc-interval', '1'] });
-      await cli(['network', 'create', NET, '--subnet', SUBNET]);
-      const confDir = path.join(topo.workDir, 'net.d');
-      await cli(['cni', 'conflist', NET, '--write', confDir]);
-      const pluginDir = path.join(topo.workDir, 'cni-bin');
-      await mkdir(pluginDir, { recursive: true });
-      await symlink(CNI_PLUGIN, path.join(pluginDir, 'bridgeport'));
+      const { d: daemon, confDir, pluginDir } = await startCniBed(topo, datapath, NET, SUBNET);
+      d = daemon;
       return { cniConfigDir: confDir, cniPluginDirs: [pluginDir] };
     },
   });
@@ -37,11 +32,6 @@ describePriv.each(DATAPATHS)('podman through bridgeport-cni (%s)', (datapath) =>
     if (!d) throw new Error('no bridgeport daemon (setup failed?)');
     return d;
   };
-  async function cli(args: string[]): Promise<string> {
-    const r = await daemon().cli(args);
-    if (r.exitCode !== 0) throw new Error(`bridgeport ${args.join(' ')}: exit ${r.exitCode}\n${r.stderr}\n--- daemon log ---\n${daemon().logs().slice(-4000)}`);
-    return r.stdout;
-  }
   const records = async (): Promise<any[]> => (await daemon().cliJson(['ps', '--json'])) as any[];
   const fetch = async (host: string, port: number, p = '/cgi-bin/ip'): Promise<string> => {
     const r = await s.topo.inClient('wget', ['-qO-', '-T', '5', `http://${host}:${port}${p}`]);

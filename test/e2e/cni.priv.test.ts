@@ -280,7 +280,10 @@ describePriv.each(DATAPATHS)('CNI plugin, spec level (%s)', (datapath) => {
       expect((await call({ command: 'ADD', containerId: 'lost2', netns: c.path, ifname: 'eth0', config: conf() })).exitCode).toBe(0);
       await c.remove();
       await expect.poll(async () => ((await d.cliJson(['ps', '--json'])) as any[]).length, { timeout: 10_000 }).toBe(0);
-      // And the same container started again at once, in a new sandbox, before any pass: not refused.
+      // And the same container started again in a new sandbox before any pass
+      // (the daemon restarted without periodic passes): not refused.
+      await d.stop();
+      await d.restart({ args: ['--cni-gc-interval', '0'] });
       const e1 = await makeSandbox(topo.workDir, 'again1');
       expect((await call({ command: 'ADD', containerId: 'again', netns: e1.path, ifname: 'eth0', config: conf() })).exitCode).toBe(0);
       await e1.remove();
@@ -288,6 +291,7 @@ describePriv.each(DATAPATHS)('CNI plugin, spec level (%s)', (datapath) => {
       try {
         const r = await call({ command: 'ADD', containerId: 'again', netns: e2.path, ifname: 'eth0', config: conf() });
         expect(r.exitCode, r.stdout).toBe(0);
+        await expect.poll(() => d.logs(), { timeout: 5_000 }).toMatch(/attachment cni-again-eth0: its veth is gone/);
       } finally {
         await e2.remove();
       }

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { expect } from 'vitest';
 import { createNetns, deleteNetns } from '../../src/host/netns.js';
-import { REPO_ROOT } from './topology.js';
+import { ok } from './scenario.js';
+import { type DaemonHandle, REPO_ROOT, type Topology } from './topology.js';
 
 /** The plugin executable as `make build` leaves it (a static C relay). */
 export const CNI_PLUGIN = path.join(REPO_ROOT, 'dist', 'bridgeport-cni');
@@ -46,6 +48,23 @@ export async function cniCall(hostNs: string, inv: CniInvocation): Promise<CniOu
     json = undefined;
   }
   return { exitCode: r.exitCode ?? 128, stdout, stderr: String(r.stderr ?? ''), json };
+}
+
+/**
+ * What a runtime needs to attach to bridgeport: a daemon of `datapath` in the
+ * topology's host namespace, network `net`, its conflist written by
+ * `bridgeport cni conflist` into `confDir`, and the plugin as `bridgeport` in
+ * `pluginDir`, both under the topology's work dir.
+ */
+export async function startCniBed(topo: Topology, datapath: string, net: string, subnet: string): Promise<{ d: DaemonHandle; confDir: string; pluginDir: string }> {
+  const d = await topo.startDaemon({ datapath, args: ['--cni-gc-interval', '1'] });
+  await ok(d, ['network', 'create', net, '--subnet', subnet]);
+  const confDir = path.join(topo.workDir, 'net.d');
+  await ok(d, ['cni', 'conflist', net, '--write', confDir]);
+  const pluginDir = path.join(topo.workDir, 'cni-bin');
+  await mkdir(pluginDir, { recursive: true });
+  await symlink(CNI_PLUGIN, path.join(pluginDir, 'bridgeport'));
+  return { d, confDir, pluginDir };
 }
 
 /** A random 64-hex container ID, as podman and the CRI make them. */
